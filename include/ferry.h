@@ -1,0 +1,16 @@
+/* ferry: an embeddable forward and reverse proxy engine. Umbrella header. */
+#ifndef FERRY_H
+#define FERRY_H
+
+#include "ferry/export.h"
+#include "ferry/version.h"
+#include "ferry/error.h"
+#include "ferry/alloc.h"
+#include "ferry/session.h"
+#include "ferry/hooks.h"
+#include "ferry/direction.h"
+#include "ferry/pool.h"
+#include "ferry/engine.h"
+#include "ferry/logger.h"
+
+#endif

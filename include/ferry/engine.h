@@ -1,0 +1,122 @@
+/* The engine: worker threads, each running its own event loop, sharing listeners.
+ * A session (accepted connection) lives and dies on one worker; it never migrates.
+ * Several engines may live in one process; they share no mutable state. */
+#ifndef FERRY_ENGINE_H
+#define FERRY_ENGINE_H
+
+#include <stdint.h>
+#include "ferry/export.h"
+#include "ferry/error.h"
+#include "ferry/alloc.h"
+#include "ferry/hooks.h"
+#include "ferry/direction.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ferry_engine ferry_engine;
+typedef struct ferry_listener ferry_listener;
+typedef struct ferry_logger ferry_logger;
+
+typedef enum ferry_log_level {
+    FERRY_LOG_ERROR = 0,
+    FERRY_LOG_WARN = 1,
+    FERRY_LOG_INFO = 2,
+    FERRY_LOG_DEBUG = 3
+} ferry_log_level;
+
+typedef enum ferry_poller {
+    FERRY_POLLER_DEFAULT = 0, /* the build's choice (meson -Dpoller) */
+    FERRY_POLLER_EPOLL = 1,
+    FERRY_POLLER_POLL = 2
+} ferry_poller;
+
+/* Called from worker threads (concurrently) and from the resolver's threads; must be
+ * thread-safe and must not block for long (hand the line to a writer, see ferry/logger.h). */
+typedef void (*ferry_log_fn)(void *user_data, ferry_log_level level, const char *message);
+
+typedef struct ferry_engine_opts {
+    unsigned workers;             /* worker threads; default 1 */
+    ferry_poller poller;          /* default FERRY_POLLER_DEFAULT */
+    unsigned resolver_threads;    /* getaddrinfo threads; default 2 */
+    unsigned dns_ttl_ms;          /* positive DNS cache lifetime; default 30000 */
+    unsigned dns_negative_ttl_ms; /* negative DNS cache lifetime; default 5000 */
+    unsigned max_connections;     /* client connections open at once, engine-wide; default 16384 */
+    unsigned stop_drain_ms;       /* drain used by ferry_engine_signal_stop(); default 5000 */
+    const ferry_allocator *allocator; /* NULL: libc; copied */
+    ferry_log_fn log;             /* NULL: errors and warnings go nowhere */
+    void *log_user_data;
+    ferry_log_level log_level;    /* most verbose level passed to log; default FERRY_LOG_INFO */
+} ferry_engine_opts;
+
+/* Fill opts with the defaults. Call it before setting fields, so that fields added in
+ * later versions get their defaults. */
+FERRY_API void ferry_engine_opts_init(ferry_engine_opts *opts);
+
+/* Create an engine (no thread runs yet). opts may be NULL for defaults. */
+FERRY_API ferry_err ferry_engine_new(const ferry_engine_opts *opts, ferry_engine **out);
+
+/* Stop (no drain) and wait for the workers if running, then free everything the engine
+ * owns: listeners, pools, sessions, threads. NULL is a no-op. Not from a worker thread. */
+FERRY_API void ferry_engine_free(ferry_engine *engine);
+
+typedef enum ferry_protocol {
+    FERRY_PROTO_TCP = 0 /* opaque byte relay */
+} ferry_protocol;
+
+typedef struct ferry_listener_opts {
+    const char *address;          /* "IP:PORT" or "[IPv6]:PORT"; port 0 picks a free one */
+    const char *name;             /* for logs; NULL: the address */
+    ferry_protocol protocol;      /* default FERRY_PROTO_TCP */
+    const ferry_direction_ops *direction; /* required */
+    void *direction_data;         /* handed to the direction's callbacks */
+    ferry_hooks hooks;            /* optional */
+    int backlog;                  /* listen(2) backlog; default 511 */
+    unsigned connect_timeout_ms;  /* per upstream connect attempt; default 5000 */
+    unsigned idle_timeout_ms;     /* no byte either way for this long closes; default 300000 */
+    unsigned max_connect_attempts; /* failover bound; 0: until the policy has nothing left */
+    unsigned buffer_size;         /* relay buffer per direction, taken only while data is in
+                                   * flight; default 16384 */
+    unsigned high_water;          /* stop reading a side while this much is pending towards the
+                                   * other; default buffer_size */
+    int splice;                   /* 1: zero-copy splice(2) relay where the kernel allows; default 1 */
+    ferry_logger *access_log;     /* optional: one line per session (see ferry/logger.h) */
+    int access_format;            /* a ferry_access_format; default FERRY_ACCESS_TEXT */
+} ferry_listener_opts;
+
+FERRY_API void ferry_listener_opts_init(ferry_listener_opts *opts);
+
+/* Bind and listen now (so a port in use is reported here, as FERRY_EADDRINUSE). The
+ * strings in opts are copied; the direction ops, hook ops and their data must outlive
+ * the engine. Before ferry_engine_start() only; from the engine's owning thread. */
+FERRY_API ferry_err ferry_engine_listen(ferry_engine *engine, const ferry_listener_opts *opts,
+                                        ferry_listener **out);
+
+/* The bound port (useful after binding port 0). */
+FERRY_API uint16_t ferry_listener_port(const ferry_listener *listener);
+
+/* Start the worker threads and return. */
+FERRY_API ferry_err ferry_engine_start(ferry_engine *engine);
+
+/* Block until every worker has stopped (after ferry_engine_stop()). */
+FERRY_API ferry_err ferry_engine_wait(ferry_engine *engine);
+
+/* ferry_engine_start() then ferry_engine_wait(). */
+FERRY_API ferry_err ferry_engine_run(ferry_engine *engine);
+
+/* Ask the engine to stop: listeners stop accepting at once; live sessions get drain_ms to
+ * finish, then are closed. Returns immediately. Any thread, any number of times. */
+FERRY_API ferry_err ferry_engine_stop(ferry_engine *engine, unsigned drain_ms);
+
+/* ferry_engine_stop(engine, opts.stop_drain_ms), async-signal-safe: daemons call it
+ * from their SIGINT/SIGTERM handlers. */
+FERRY_API void ferry_engine_signal_stop(ferry_engine *engine);
+
+/* Client sessions open right now, engine-wide. Any thread. */
+FERRY_API unsigned ferry_engine_sessions(const ferry_engine *engine);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,42 @@
+/* Callbacks into user code. A listener carries one ferry_hooks: a const ops table plus
+ * user_data. Every callback runs on the worker thread that owns the session and must not
+ * block; any member of the ops table may be NULL. Later protocol phases (HTTP) extend
+ * this table; existing members keep their meaning. */
+#ifndef FERRY_HOOKS_H
+#define FERRY_HOOKS_H
+
+#include "ferry/session.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What a hook wants done. */
+typedef enum ferry_verdict {
+    FERRY_CONTINUE = 0, /* go on as planned */
+    FERRY_REJECT = 1    /* stop here: close the client connection (logged as "rejected") */
+} ferry_verdict;
+
+typedef struct ferry_hook_ops {
+    /* A client connected. FERRY_REJECT closes it before any upstream work. */
+    ferry_verdict (*on_accept)(void *user_data, const ferry_session_info *session);
+    /* The direction policy picked `target` (attempt 0 = first try, then failovers).
+     * The hook may rewrite it (e.g. point at another host:port, or another backend).
+     * FERRY_REJECT closes the client. */
+    ferry_verdict (*on_route)(void *user_data, const ferry_session_info *session,
+                              unsigned attempt, ferry_target *target);
+    /* The session ended; called once, after on_log. */
+    void (*on_close)(void *user_data, const ferry_session_info *session);
+    /* Per-session summary; called once per accepted session, also for rejected ones. */
+    void (*on_log)(void *user_data, const ferry_log_record *record);
+} ferry_hook_ops;
+
+typedef struct ferry_hooks {
+    const ferry_hook_ops *ops; /* NULL: no hooks */
+    void *user_data;
+} ferry_hooks;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

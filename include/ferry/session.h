@@ -1,0 +1,52 @@
+/* What hooks and direction policies see of a session (one accepted client connection). */
+#ifndef FERRY_SESSION_H
+#define FERRY_SESSION_H
+
+#include <stdint.h>
+#include "ferry/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { FERRY_HOST_MAX = 256, FERRY_ADDRSTR_MAX = 64 };
+
+typedef struct ferry_backend ferry_backend;
+
+/* Where a session goes. Either `backend` is set (a pool member: its address is used as is)
+ * or `host` + `port` are (a name or an IP literal; names go through the async resolver). */
+typedef struct ferry_target {
+    char host[FERRY_HOST_MAX];
+    uint16_t port;
+    ferry_backend *backend;
+} ferry_target;
+
+/* Read-only facts about a session. Valid only during the callback that receives it. */
+typedef struct ferry_session_info {
+    uint64_t id;                         /* unique within the engine */
+    unsigned worker;                     /* index of the worker thread that owns it */
+    const char *listener;                /* the listener's name */
+    int client_family;                   /* AF_INET or AF_INET6 */
+    unsigned char client_ip[16];         /* network order; first 4 bytes for AF_INET */
+    uint16_t client_port;
+    char client_addr[FERRY_ADDRSTR_MAX]; /* textual client IP, e.g. "127.0.0.1" or "::1" */
+} ferry_session_info;
+
+/* One line of the per-session summary handed to on_log. Strings are never NULL. */
+typedef struct ferry_log_record {
+    const ferry_session_info *session;
+    const char *target;          /* "host:port" picked last, "" if none */
+    const char *verdict;         /* "relayed", "rejected", "no-upstream", "drained" or "error" */
+    ferry_err error;             /* FERRY_OK or what ended the session abnormally */
+    uint64_t bytes_from_client;  /* bytes read from the client and relayed upstream */
+    uint64_t bytes_to_client;    /* bytes read from the upstream and relayed to the client */
+    uint64_t connect_us;         /* time to establish the upstream connection, 0 if none */
+    uint64_t duration_us;        /* accept to close */
+    int64_t start_unix_us;       /* wall-clock time of accept */
+    unsigned connect_attempts;   /* upstream connects tried (failover counts) */
+} ferry_log_record;
+
+#ifdef __cplusplus
+}
+#endif
+#endif
