@@ -44,6 +44,10 @@ typedef struct ferry_engine_opts {
     unsigned dns_negative_ttl_ms; /* negative DNS cache lifetime; default 5000 */
     unsigned max_connections;     /* client connections open at once, engine-wide; default 16384 */
     unsigned stop_drain_ms;       /* drain used by ferry_engine_signal_stop(); default 5000 */
+    unsigned buffer_size;         /* relay buffer per direction, taken from a per-worker pool
+                                   * only while bytes are in flight; default 16384 */
+    unsigned pipe_size;           /* splice(2) pipe capacity per direction, also taken only
+                                   * while bytes are in flight; default 262144 */
     const ferry_allocator *allocator; /* NULL: libc; copied */
     ferry_log_fn log;             /* NULL: errors and warnings go nowhere */
     void *log_user_data;
@@ -76,10 +80,9 @@ typedef struct ferry_listener_opts {
     unsigned connect_timeout_ms;  /* per upstream connect attempt; default 5000 */
     unsigned idle_timeout_ms;     /* no byte either way for this long closes; default 300000 */
     unsigned max_connect_attempts; /* failover bound; 0: until the policy has nothing left */
-    unsigned buffer_size;         /* relay buffer per direction, taken only while data is in
-                                   * flight; default 16384 */
     unsigned high_water;          /* stop reading a side while this much is pending towards the
-                                   * other; default buffer_size */
+                                   * other; 0: the engine's buffer_size (or pipe_size when
+                                   * splicing) */
     int splice;                   /* 1: zero-copy splice(2) relay where the kernel allows; default 1 */
     ferry_logger *access_log;     /* optional: one line per session (see ferry/logger.h) */
     int access_format;            /* a ferry_access_format; default FERRY_ACCESS_TEXT */
