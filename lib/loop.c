@@ -42,6 +42,9 @@ struct ferry__loop {
     /* Cross-thread wakeup: eventfd on Linux (one fd for both ends), else a pipe. */
     int wake_read, wake_write;
     atomic_int wake_pending;
+    ferry__post_fn *on_wake; /* run on the loop thread after every cross-thread wakeup */
+    void *on_wake_data;
+    void *owner;
     pthread_mutex_t post_lock;
     post_node *post_head, *post_tail;
 };
@@ -63,10 +66,15 @@ const ferry__poller_ops *ferry__poller_pick(ferry_poller which) {
 static void drain_wakeup(ferry__loop *loop, int fd, void *ud, int mask) {
     (void)ud;
     (void)mask;
-    (void)loop;
     char buf[64];
     while (read(fd, buf, sizeof buf) > 0) {
     }
+    if (loop->on_wake) loop->on_wake(loop, loop->on_wake_data);
+}
+
+void ferry__loop_on_wake(ferry__loop *loop, ferry__post_fn *fn, void *user_data) {
+    loop->on_wake = fn;
+    loop->on_wake_data = user_data;
 }
 
 void ferry__loop_wake(ferry__loop *loop) {
@@ -143,6 +151,8 @@ void ferry__loop_free(ferry__loop *loop) {
     ferry__free(&loop->alloc, loop);
 }
 
+void ferry__loop_set_owner(ferry__loop *loop, void *owner) { loop->owner = owner; }
+void *ferry__loop_owner(const ferry__loop *loop) { return loop->owner; }
 const char *ferry__loop_backend(const ferry__loop *loop) { return loop->poller->name; }
 uint64_t ferry__loop_now(const ferry__loop *loop) { return loop->now_ms; }
 void ferry__loop_stop(ferry__loop *loop) { loop->stopping = 1; }

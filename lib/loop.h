@@ -55,6 +55,9 @@ const ferry__poller_ops *ferry__poller_pick(ferry_poller which);
 
 ferry__loop *ferry__loop_new(const ferry_allocator *a, ferry_poller which);
 void ferry__loop_free(ferry__loop *loop);
+/* An opaque pointer for whoever runs the loop (the engine's worker). */
+void ferry__loop_set_owner(ferry__loop *loop, void *owner);
+void *ferry__loop_owner(const ferry__loop *loop);
 const char *ferry__loop_backend(const ferry__loop *loop);
 
 /* Watch fd with mask (replaces the previous interest); mask 0 removes it. */
@@ -71,8 +74,11 @@ static inline int ferry__timer_active(const ferry__timer *t) { return t->heap_in
 
 /* Run fn(loop, user_data) on the loop's thread soon. Any thread. FERRY_ENOMEM on OOM. */
 ferry_err ferry__loop_post(ferry__loop *loop, ferry__post_fn *fn, void *user_data);
-/* Interrupt a wait without posting anything. Async-signal-safe. */
+/* Interrupt a wait without posting anything. Async-signal-safe: paired with an atomic flag
+ * and ferry__loop_on_wake(), it is how a signal handler reaches a loop. */
 void ferry__loop_wake(ferry__loop *loop);
+/* fn runs on the loop thread after each wakeup (ferry__loop_wake or a post). */
+void ferry__loop_on_wake(ferry__loop *loop, ferry__post_fn *fn, void *user_data);
 
 /* Cached time of the current iteration. */
 uint64_t ferry__loop_now(const ferry__loop *loop);

@@ -36,7 +36,8 @@ static int epoll_update(const ferry_allocator *a, void *state, int fd, int old_m
     epoll_state *st = state;
     struct epoll_event ev = {0};
     ev.data.fd = fd;
-    if (new_mask & FERRY__READABLE) ev.events |= EPOLLIN | EPOLLRDHUP;
+    if (new_mask & FERRY__READABLE)
+        ev.events |= (new_mask & FERRY__EXCLUSIVE) ? EPOLLIN : EPOLLIN | EPOLLRDHUP;
     if (new_mask & FERRY__WRITABLE) ev.events |= EPOLLOUT;
     if (new_mask == 0) return epoll_ctl(st->epfd, EPOLL_CTL_DEL, fd, &ev);
     if (old_mask == 0) {
@@ -44,7 +45,7 @@ static int epoll_update(const ferry_allocator *a, void *state, int fd, int old_m
         return epoll_ctl(st->epfd, EPOLL_CTL_ADD, fd, &ev);
     }
     if (new_mask & FERRY__EXCLUSIVE) {
-        /* EPOLLEXCLUSIVE cannot be modified in place. */
+        /* EPOLLEXCLUSIVE cannot be modified in place, nor combined with EPOLLRDHUP. */
         epoll_ctl(st->epfd, EPOLL_CTL_DEL, fd, &ev);
         ev.events |= EPOLLEXCLUSIVE;
         return epoll_ctl(st->epfd, EPOLL_CTL_ADD, fd, &ev);

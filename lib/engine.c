@@ -1,0 +1,352 @@
+/* Engine: owns worker threads (one loop each), listeners shared by every worker, the
+ * resolver, pools; starts, drains and stops them. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine_int.h"
+
+enum { ACCEPTS_PER_WAKEUP = 64, ACCEPT_PAUSE_MS = 100, KEPT_BUFFERS = 64, KEPT_PIPES = 16 };
+
+void ferry_engine_opts_init(ferry_engine_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->workers = 1;
+    o->poller = FERRY_POLLER_DEFAULT;
+    o->resolver_threads = 2;
+    o->dns_ttl_ms = 30000;
+    o->dns_negative_ttl_ms = 5000;
+    o->max_connections = 16384;
+    o->stop_drain_ms = 5000;
+    o->buffer_size = 16384;
+    o->pipe_size = 262144;
+    o->log_level = FERRY_LOG_INFO;
+}
+
+void ferry_listener_opts_init(ferry_listener_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->protocol = FERRY_PROTO_TCP;
+    o->backlog = 511;
+    o->connect_timeout_ms = 5000;
+    o->idle_timeout_ms = 300000;
+    o->splice = 1;
+    o->access_format = FERRY_ACCESS_TEXT;
+}
+
+void ferry__log(ferry_engine *e, ferry_log_level level, const char *fmt, ...) {
+    if (!e->opts.log || level > e->opts.log_level) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    e->opts.log(e->opts.log_user_data, level, line);
+}
+
+/* ---- accepting ---- */
+
+static void on_listener_ready(ferry__loop *loop, int fd, void *user_data, int mask);
+
+static void watch_listeners(ferry__worker *w, int on) {
+    for (ferry_listener *l = w->engine->listeners; l; l = l->next) {
+        if (!on) {
+            ferry__loop_unwatch(w->loop, l->fd);
+            continue;
+        }
+        ferry_err err = ferry__loop_watch(w->loop, l->fd, FERRY__READABLE | FERRY__EXCLUSIVE,
+                                          on_listener_ready, l);
+        if (err)
+            ferry__log(w->engine, FERRY_LOG_ERROR, "%s: worker %u cannot watch the listener: %s",
+                       l->name, w->index, ferry_strerror(err));
+    }
+}
+
+static void resume_accepting(ferry__loop *loop, void *user_data) {
+    (void)loop;
+    ferry__worker *w = user_data;
+    w->accept_paused = 0;
+    if (!w->stopping) watch_listeners(w, 1);
+}
+
+static void on_listener_ready(ferry__loop *loop, int fd, void *user_data, int mask) {
+    (void)mask;
+    ferry_listener *l = user_data;
+    ferry_engine *e = l->engine;
+    ferry__worker *w = ferry__loop_owner(loop);
+    for (int k = 0; k < ACCEPTS_PER_WAKEUP && !w->stopping; k++) {
+        ferry__sockaddr peer;
+        socklen_t len = sizeof peer;
+        int cfd = accept4(fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors: stop accepting briefly rather than spin on a listener
+                 * that stays readable. */
+                ferry__log(e, FERRY_LOG_WARN, "%s: accept: %s; pausing accepts for %d ms",
+                           l->name, strerror(errno), ACCEPT_PAUSE_MS);
+                watch_listeners(w, 0);
+                w->accept_paused = 1;
+                if (ferry__timer_start(loop, &w->accept_timer, ACCEPT_PAUSE_MS, resume_accepting, w))
+                    resume_accepting(loop, w);
+            }
+            return; /* EAGAIN: another worker took it, or the queue is empty */
+        }
+        if (atomic_load(&e->sessions) >= e->opts.max_connections) {
+            ferry__log(e, FERRY_LOG_WARN, "%s: max_connections (%u) reached; closing new client",
+                       l->name, e->opts.max_connections);
+            close(cfd);
+            continue;
+        }
+        ferry__session_accept(w, l, cfd, &peer);
+    }
+}
+
+/* ---- stopping ---- */
+
+static void close_all_sessions(ferry__worker *w, ferry_err why) {
+    while (w->sessions) ferry__session_abort(w->sessions, why);
+}
+
+static void drain_expired(ferry__loop *loop, void *user_data) {
+    ferry__worker *w = user_data;
+    close_all_sessions(w, FERRY_EDRAIN);
+    ferry__loop_stop(loop);
+}
+
+void ferry__worker_session_ended(ferry__worker *w) {
+    if (w->stopping && w->nsessions == 0) ferry__loop_stop(w->loop);
+}
+
+/* Runs on the worker's loop after every wakeup: acts on a stop request. */
+static void check_stop(ferry__loop *loop, void *user_data) {
+    ferry__worker *w = user_data;
+    ferry_engine *e = w->engine;
+    if (!atomic_load(&e->stop_requested)) return;
+    if (!w->stopping) {
+        w->stopping = 1;
+        watch_listeners(w, 0);
+        ferry__timer_stop(loop, &w->accept_timer);
+        unsigned drain = atomic_load(&e->stop_drain_ms);
+        if (w->nsessions && drain && !atomic_load(&e->stop_forced) &&
+            ferry__timer_start(loop, &w->drain_timer, drain, drain_expired, w) == FERRY_OK)
+            return;
+    } else if (!atomic_load(&e->stop_forced)) {
+        return; /* already draining */
+    }
+    ferry__timer_stop(loop, &w->drain_timer);
+    close_all_sessions(w, FERRY_EDRAIN);
+    ferry__loop_stop(loop);
+}
+
+static void *worker_main(void *arg) {
+    ferry__worker *w = arg;
+    /* Signals belong to the embedding program's threads; blocked signals here also turn
+     * SIGPIPE into EPIPE for writes on this thread. */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    watch_listeners(w, 1);
+    check_stop(w->loop, w); /* a stop requested before this thread ran */
+    if (!w->stopping || w->nsessions) ferry__loop_run(w->loop);
+    watch_listeners(w, 0);
+    close_all_sessions(w, FERRY_EDRAIN);
+    return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+ferry_err ferry_engine_new(const ferry_engine_opts *opts, ferry_engine **out) {
+    if (!out) return FERRY_EINVAL;
+    *out = NULL;
+    ferry_engine_opts o;
+    if (opts)
+        o = *opts;
+    else
+        ferry_engine_opts_init(&o);
+    if (o.workers == 0 || o.workers > 1024 || o.buffer_size < 1024 || o.pipe_size < 4096)
+        return FERRY_EINVAL;
+    ferry_allocator a;
+    ferry__allocator_init(&a, o.allocator);
+    o.allocator = NULL; /* copied into e->alloc */
+    ferry_engine *e = ferry__calloc(&a, sizeof *e);
+    if (!e) return FERRY_ENOMEM;
+    e->alloc = a;
+    e->opts = o;
+    atomic_init(&e->stop_drain_ms, o.stop_drain_ms);
+    atomic_init(&e->next_session_id, 1);
+    if (pthread_mutex_init(&e->wait_lock, NULL) != 0) {
+        ferry__free(&a, e);
+        return FERRY_ESYS;
+    }
+    e->workers = ferry__calloc(&a, o.workers * sizeof *e->workers);
+    if (!e->workers) goto oom;
+    for (unsigned i = 0; i < o.workers; i++) {
+        ferry__worker *w = &e->workers[i];
+        w->engine = e;
+        w->index = i;
+        w->loop = ferry__loop_new(&a, o.poller);
+        if (!w->loop) goto oom;
+        ferry__loop_set_owner(w->loop, w);
+        ferry__loop_on_wake(w->loop, check_stop, w);
+        if (!ferry__bufpool_init(&w->pool, &a, o.buffer_size, o.pipe_size, KEPT_BUFFERS, KEPT_PIPES))
+            goto oom;
+    }
+    ferry__resolver_opts ro = {.threads = o.resolver_threads,
+                               .ttl_ms = o.dns_ttl_ms,
+                               .negative_ttl_ms = o.dns_negative_ttl_ms};
+    e->resolver = ferry__resolver_new(&a, &ro);
+    if (!e->resolver) goto oom;
+    *out = e;
+    return FERRY_OK;
+oom:
+    ferry_engine_free(e);
+    return FERRY_ENOMEM;
+}
+
+void ferry_engine_free(ferry_engine *e) {
+    if (!e) return;
+    if (atomic_load(&e->state) == ENGINE_RUNNING) {
+        ferry_engine_stop(e, 0);
+        ferry_engine_wait(e);
+    }
+    /* Resolver threads may still post into loops: free it while the loops exist. */
+    ferry__resolver_free(e->resolver);
+    if (e->workers) {
+        for (unsigned i = 0; i < e->opts.workers; i++) {
+            ferry__worker *w = &e->workers[i];
+            if (!w->loop) continue;
+            close_all_sessions(w, FERRY_EDRAIN); /* only sessions of a never-started engine */
+            ferry__bufpool_destroy(&w->pool);
+            ferry__loop_free(w->loop);
+        }
+    }
+    for (ferry_listener *l = e->listeners, *next; l; l = next) {
+        next = l->next;
+        close(l->fd);
+        ferry__free(&e->alloc, (char *)l->opts.address);
+        ferry__free(&e->alloc, l->name);
+        ferry__free(&e->alloc, l);
+    }
+    ferry__pools_free(e);
+    ferry__free(&e->alloc, e->workers);
+    pthread_mutex_destroy(&e->wait_lock);
+    ferry_allocator a = e->alloc;
+    ferry__free(&a, e);
+}
+
+static ferry_err open_listener(const char *address, int backlog, int *fd_out, uint16_t *port_out) {
+    char host[FERRY_HOST_MAX];
+    uint16_t port;
+    ferry__sockaddr sa;
+    ferry_err err = ferry__addr_split(address, host, sizeof host, &port);
+    if (err) return err;
+    if (ferry__addr_from_literal(host, port, &sa) < 0) return FERRY_EADDR;
+    int fd = socket(sa.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return ferry__err_from_errno(errno);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (sa.sa.sa_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, &sa.sa, ferry__sockaddr_len(&sa)) < 0 || listen(fd, backlog) < 0) {
+        err = ferry__err_from_errno(errno);
+        close(fd);
+        return err;
+    }
+    socklen_t len = sizeof sa;
+    getsockname(fd, &sa.sa, &len);
+    *fd_out = fd;
+    *port_out = ferry__addr_port(&sa);
+    return FERRY_OK;
+}
+
+ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, ferry_listener **out) {
+    if (!e || !opts || !opts->address || !opts->direction || !opts->direction->pick)
+        return FERRY_EINVAL;
+    if (opts->protocol != FERRY_PROTO_TCP) return FERRY_ENOTSUP;
+    if (atomic_load(&e->state) != ENGINE_NEW) return FERRY_ESTATE;
+    ferry_listener *l = ferry__calloc(&e->alloc, sizeof *l);
+    if (!l) return FERRY_ENOMEM;
+    l->engine = e;
+    l->opts = *opts;
+    l->opts.address = ferry__strdup(&e->alloc, opts->address);
+    l->name = ferry__strdup(&e->alloc, opts->name ? opts->name : opts->address);
+    l->opts.name = l->name;
+    ferry_err err = FERRY_ENOMEM;
+    if (l->opts.address && l->name)
+        err = open_listener(opts->address, opts->backlog > 0 ? opts->backlog : 511, &l->fd, &l->port);
+    if (err) {
+        ferry__free(&e->alloc, (char *)l->opts.address);
+        ferry__free(&e->alloc, l->name);
+        ferry__free(&e->alloc, l);
+        return err;
+    }
+    l->next = e->listeners;
+    e->listeners = l;
+    if (out) *out = l;
+    return FERRY_OK;
+}
+
+uint16_t ferry_listener_port(const ferry_listener *l) { return l ? l->port : 0; }
+
+ferry_err ferry_engine_start(ferry_engine *e) {
+    if (!e) return FERRY_EINVAL;
+    int expected = ENGINE_NEW;
+    if (!atomic_compare_exchange_strong(&e->state, &expected, ENGINE_RUNNING)) return FERRY_ESTATE;
+    for (unsigned i = 0; i < e->opts.workers; i++) {
+        ferry__worker *w = &e->workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            ferry__log(e, FERRY_LOG_ERROR, "cannot start worker thread %u", i);
+            ferry_engine_stop(e, 0);
+            ferry_engine_wait(e);
+            return FERRY_ESYS;
+        }
+        w->thread_started = 1;
+    }
+    return FERRY_OK;
+}
+
+ferry_err ferry_engine_wait(ferry_engine *e) {
+    if (!e) return FERRY_EINVAL;
+    pthread_mutex_lock(&e->wait_lock);
+    if (atomic_load(&e->state) == ENGINE_RUNNING) {
+        for (unsigned i = 0; i < e->opts.workers; i++) {
+            if (!e->workers[i].thread_started) continue;
+            pthread_join(e->workers[i].thread, NULL);
+            e->workers[i].thread_started = 0;
+        }
+        atomic_store(&e->state, ENGINE_JOINED);
+    }
+    pthread_mutex_unlock(&e->wait_lock);
+    return FERRY_OK;
+}
+
+ferry_err ferry_engine_run(ferry_engine *e) {
+    ferry_err err = ferry_engine_start(e);
+    return err ? err : ferry_engine_wait(e);
+}
+
+static void request_stop(ferry_engine *e, unsigned drain_ms, int repeat_forces) {
+    /* The drain is published before the request, which workers read first. */
+    atomic_store(&e->stop_drain_ms, drain_ms);
+    int again = atomic_exchange(&e->stop_requested, 1);
+    if (drain_ms == 0 || (again && repeat_forces)) atomic_store(&e->stop_forced, 1);
+    for (unsigned i = 0; i < e->opts.workers; i++) ferry__loop_wake(e->workers[i].loop);
+}
+
+ferry_err ferry_engine_stop(ferry_engine *e, unsigned drain_ms) {
+    if (!e) return FERRY_EINVAL;
+    request_stop(e, drain_ms, 0);
+    return FERRY_OK;
+}
+
+void ferry_engine_signal_stop(ferry_engine *e) {
+    /* First signal drains, a second one forces. Only lock-free atomics and write(2). */
+    if (e) request_stop(e, e->opts.stop_drain_ms, 1);
+}
+
+unsigned ferry_engine_sessions(const ferry_engine *e) {
+    return e ? atomic_load(&((ferry_engine *)e)->sessions) : 0;
+}

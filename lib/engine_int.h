@@ -1,0 +1,99 @@
+/* Internal engine structures shared by engine.c (threads, listeners, stop), session.c (one
+ * client connection) and pool.c (backends). */
+#ifndef FERRY__ENGINE_INT_H
+#define FERRY__ENGINE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "addr.h"
+#include "bufpool.h"
+#include "ferry/engine.h"
+#include "ferry/logger.h"
+#include "ferry/pool.h"
+#include "internal.h"
+#include "loop.h"
+#include "relay.h"
+#include "resolver.h"
+
+typedef struct ferry__session ferry__session;
+
+typedef struct ferry__worker {
+    ferry_engine *engine;
+    unsigned index;
+    ferry__loop *loop;
+    pthread_t thread;
+    int thread_started;
+    ferry__bufpool pool;
+    ferry__session *sessions; /* doubly linked, for draining and forced close */
+    unsigned nsessions;
+    int stopping;
+    int accept_paused;
+    ferry__timer drain_timer;
+    ferry__timer accept_timer; /* resumes accepting after fd exhaustion */
+} ferry__worker;
+
+struct ferry_listener {
+    ferry_listener *next;
+    ferry_engine *engine;
+    int fd;
+    uint16_t port;
+    char *name;
+    ferry_listener_opts opts; /* address/name point at owned copies */
+};
+
+struct ferry_backend {
+    ferry_pool *pool;
+    unsigned index; /* in pool->distinct */
+    char *address; /* as given */
+    ferry__sockaddr addr;
+    unsigned weight;
+    _Atomic uint64_t down_until_ms; /* monotonic ms; 0 or past: up */
+};
+
+struct ferry_pool {
+    ferry_pool *next;
+    ferry_engine *engine;
+    char *name;
+    ferry_backend **backends; /* round-robin slots: a backend appears `weight` times */
+    ferry_backend **distinct; /* each backend once, in the order added */
+    unsigned nbackends, nslots;
+    unsigned down_ms;
+    atomic_uint rr;
+};
+
+enum { ENGINE_NEW = 0, ENGINE_RUNNING = 1, ENGINE_JOINED = 2 };
+
+struct ferry_engine {
+    ferry_allocator alloc;
+    ferry_engine_opts opts;
+    ferry__worker *workers;
+    ferry_listener *listeners;
+    ferry_pool *pools;
+    ferry__resolver *resolver;
+    atomic_int state;
+    atomic_int stop_requested;
+    atomic_int stop_forced;
+    atomic_uint stop_drain_ms;
+    atomic_uint sessions;
+    atomic_uint_fast64_t next_session_id;
+    pthread_mutex_t wait_lock; /* serialises ferry_engine_wait callers */
+};
+
+/* Engine log line at `level` (printf-style). Any thread. */
+void ferry__log(ferry_engine *e, ferry_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* session.c */
+void ferry__session_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer);
+/* Close a session at once (drain timeout or shutdown), logging it with `err`. */
+void ferry__session_abort(ferry__session *s, ferry_err err);
+ferry__session *ferry__session_next(ferry__session *s);
+
+/* engine.c: called by session.c when a session is gone. */
+void ferry__worker_session_ended(ferry__worker *w);
+
+/* pool.c */
+void ferry__pools_free(ferry_engine *e);
+
+#endif
