@@ -37,6 +37,7 @@ struct ferry__loop {
     size_t heap_len, heap_cap;
 
     uint64_t now_ms;
+    int now_stale; /* set while waiting: the first ready fd refreshes now_ms */
     int stopping;
 
     /* Cross-thread wakeup: eventfd on Linux (one fd for both ends), else a pipe. */
@@ -199,6 +200,11 @@ int ferry__loop_mask(const ferry__loop *loop, int fd) {
 }
 
 static void report_ready(ferry__loop *loop, int fd, int mask) {
+    /* Handlers start timers relative to now: it must be the time after the wait. */
+    if (loop->now_stale) {
+        loop->now_ms = ferry__now_ms();
+        loop->now_stale = 0;
+    }
     /* The slot is re-read here: an earlier callback in this batch may have unwatched fd. */
     if (fd >= loop->fds_cap) return;
     fd_slot *s = &loop->fds[fd];
@@ -330,9 +336,11 @@ int ferry__loop_run_once(ferry__loop *loop, int timeout_ms) {
     loop->now_ms = ferry__now_ms();
     int wait = next_timeout(loop, timeout_ms);
     if (atomic_load(&loop->wake_pending)) wait = 0;
+    loop->now_stale = 1;
     if (loop->poller->wait(loop->poller_state, wait, loop, report_ready) < 0 && errno != EINTR)
         return -1;
     loop->now_ms = ferry__now_ms();
+    loop->now_stale = 0;
     run_posts(loop);
     run_timers(loop);
     return 0;

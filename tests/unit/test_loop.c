@@ -1,5 +1,6 @@
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -126,6 +127,48 @@ START_TEST(readiness_is_reported_and_interest_changes) {
 }
 END_TEST
 
+typedef struct arm_on_read {
+    ferry__timer timer;
+    int fired;
+} arm_on_read;
+
+static void mark_fired(ferry__loop *loop, void *ud) {
+    (void)loop;
+    ((arm_on_read *)ud)->fired = 1;
+}
+
+static void arm_timer_on_read(ferry__loop *loop, int fd, void *ud, int mask) {
+    (void)mask;
+    char b;
+    (void)!read(fd, &b, 1);
+    arm_on_read *a = ud;
+    ferry__timer_start(loop, &a->timer, 100, mark_fired, a);
+}
+
+START_TEST(timers_armed_by_a_handler_count_from_after_the_wait) {
+    ferry__loop *loop = new_loop(_i);
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    arm_on_read a = {0};
+    ferry__loop_watch(loop, sv[0], FERRY__READABLE, arm_timer_on_read, &a);
+    /* The loop sleeps 150 ms (longer than the timer) before the byte arrives. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        usleep(150 * 1000);
+        (void)!write(sv[1], "x", 1);
+        _exit(0);
+    }
+    ferry__loop_run_once(loop, 2000);
+    ck_assert(ferry__timer_active(&a.timer));
+    ferry__loop_run_once(loop, 0);
+    ck_assert_int_eq(a.fired, 0); /* not already expired */
+    waitpid(pid, NULL, 0);
+    close(sv[0]);
+    close(sv[1]);
+    ferry__loop_free(loop);
+}
+END_TEST
+
 typedef struct poster {
     ferry__loop *loop;
     int count;
@@ -195,6 +238,7 @@ int main(void) {
     tcase_add_loop_test(tc, timers_fire_in_deadline_order, 0, 2);
     tcase_add_loop_test(tc, stopped_timers_never_fire_and_restart_moves_deadline, 0, 2);
     tcase_add_loop_test(tc, readiness_is_reported_and_interest_changes, 0, 2);
+    tcase_add_loop_test(tc, timers_armed_by_a_handler_count_from_after_the_wait, 0, 2);
     tcase_add_loop_test(tc, posts_from_other_threads_run_on_the_loop, 0, 2);
     tcase_add_loop_test(tc, a_blocked_loop_is_woken_by_another_thread, 0, 2);
     tcase_add_loop_test(tc, freeing_with_pending_posts_does_not_leak_or_run_them, 0, 2);
