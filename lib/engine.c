@@ -251,7 +251,7 @@ static ferry_err open_listener(const char *address, int backlog, int *fd_out, ui
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (sa.sa.sa_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (bind(fd, &sa.sa, ferry__sockaddr_len(&sa)) < 0 || listen(fd, backlog) < 0) {
-        err = ferry__err_from_errno(errno);
+        err = errno == EADDRNOTAVAIL ? FERRY_EADDRNOTAVAIL : ferry__err_from_errno(errno);
         close(fd);
         return err;
     }

@@ -1,0 +1,328 @@
+/* reversed: a reverse proxy daemon on top of libferry. Accepts client connections on one
+ * address and spreads them round-robin over a pool of backends (ferry_direction_reverse),
+ * failing over to the next backend when a connect fails. */
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "ferry.h"
+
+#define PROG "reversed"
+
+enum { DEFAULT_WORKERS = 1, MAX_WORKERS = 1024, DEFAULT_DRAIN_MS = 5000 };
+
+/* Step results besides exit statuses (which are >= 0). */
+enum { CONTINUE = -1, FINISHED = -2 /* --help or --version done: exit 0 */ };
+
+typedef enum proxy_mode { MODE_UNSET, MODE_TCP, MODE_HTTP } proxy_mode;
+
+typedef struct config {
+    const char *listen;          /* as given, for messages */
+    daemon_addr listen_addr;
+    const char **backends;       /* points into argv */
+    unsigned n_backends;
+    proxy_mode mode;
+    unsigned workers;
+    const char *access_log;      /* NULL: none */
+    ferry_access_format access_format;
+    unsigned connect_timeout_ms; /* 0: the engine's default */
+    unsigned idle_timeout_ms;    /* 0: the engine's default */
+    unsigned drain_ms;
+    int splice;
+    const char *error_log;
+} config;
+
+enum {
+    OPT_LISTEN = 256,
+    OPT_BACKEND,
+    OPT_MODE,
+    OPT_WORKERS,
+    OPT_ACCESS_LOG,
+    OPT_ACCESS_FORMAT,
+    OPT_CONNECT_TIMEOUT,
+    OPT_IDLE_TIMEOUT,
+    OPT_DRAIN,
+    OPT_NO_SPLICE,
+    OPT_ERROR_LOG
+};
+
+static const struct option long_options[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"backend", required_argument, NULL, OPT_BACKEND},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"access-format", required_argument, NULL, OPT_ACCESS_FORMAT},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"drain", required_argument, NULL, OPT_DRAIN},
+    {"no-splice", no_argument, NULL, OPT_NO_SPLICE},
+    {"error-log", required_argument, NULL, OPT_ERROR_LOG},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+static void print_usage(FILE *out) {
+    /* Show the library's own defaults so the help text cannot drift from them. */
+    ferry_listener_opts lo;
+    ferry_listener_opts_init(&lo);
+    fprintf(out,
+        "Usage: " PROG " --listen ADDR:PORT --backend HOST:PORT [--backend ...]\n"
+        "                --mode tcp|http [options]\n"
+        "\n"
+        "Reverse proxy: accepts connections on ADDR:PORT and spreads them round-robin\n"
+        "over the backends, skipping a backend for a while after a failed connect and\n"
+        "failing over to the next one.\n"
+        "\n"
+        "Required:\n"
+        "  --listen ADDR:PORT         address to accept on: an IPv4 or [IPv6] literal;\n"
+        "                             port 0 picks a free port (shown at start-up)\n"
+        "  --backend HOST:PORT        a backend: IP literal or host name (resolved\n"
+        "                             once, at start-up); repeat for more backends\n"
+        "  --mode tcp|http            tcp: relay bytes as they are; http: not available\n"
+        "                             in this version (comes with the HTTP/1.1 engine)\n"
+        "\n"
+        "Options:\n"
+        "  --workers N                worker threads, 1-%u (default %u)\n"
+        "  --access-log FILE|-        append one line per session to FILE; '-' is\n"
+        "                             stdout (default: no access log)\n"
+        "  --access-format text|json  access log line format (default text)\n"
+        "  --connect-timeout MS       limit per backend connect attempt (default %u)\n"
+        "  --idle-timeout MS          close a session after MS with no byte either way\n"
+        "                             (default %u)\n"
+        "  --drain MS                 on SIGINT/SIGTERM stop accepting and give live\n"
+        "                             sessions up to MS to finish (default %u);\n"
+        "                             a second signal stops at once\n"
+        "  --no-splice                relay through user-space buffers instead of\n"
+        "                             zero-copy splice(2)\n"
+        "  --error-log FILE|-|stderr  engine errors and warnings; '-' is stdout\n"
+        "                             (default stderr)\n"
+        "  -h, --help                 show this help and exit\n"
+        "  -V, --version              show the version and exit\n"
+        "\n"
+        "Exit status: 0 after a clean stop, 1 on a runtime error (such as the port\n"
+        "being in use), 2 on a bad command line.\n",
+        (unsigned)MAX_WORKERS, (unsigned)DEFAULT_WORKERS, lo.connect_timeout_ms,
+        lo.idle_timeout_ms, (unsigned)DEFAULT_DRAIN_MS);
+}
+
+static int parse_mode(const char *text, proxy_mode *out) {
+    if (strcmp(text, "tcp") == 0) *out = MODE_TCP;
+    else if (strcmp(text, "http") == 0) *out = MODE_HTTP;
+    else return daemon_usage_error(PROG, "--mode '%s': expected tcp or http", text);
+    return 0;
+}
+
+static int parse_access_format(const char *text, ferry_access_format *out) {
+    if (strcmp(text, "text") == 0) *out = FERRY_ACCESS_TEXT;
+    else if (strcmp(text, "json") == 0) *out = FERRY_ACCESS_JSON;
+    else return daemon_usage_error(PROG, "--access-format '%s': expected text or json", text);
+    return 0;
+}
+
+static int parse_path(const char *flag, const char *text, const char **out) {
+    if (!*text) return daemon_usage_error(PROG, "%s: empty file name", flag);
+    *out = text;
+    return 0;
+}
+
+/* One option. Returns 0 to go on, FINISHED after --help/--version, or an exit status for
+ * a bad option. */
+static int apply_option(config *cfg, int c, char *const argv[]) {
+    switch (c) {
+    case OPT_LISTEN:
+        if (cfg->listen)
+            return daemon_usage_error(PROG, "--listen given twice; one listener per process");
+        cfg->listen = optarg;
+        return daemon_flag_addr(PROG, "--listen", optarg, DAEMON_ADDR_LISTEN, &cfg->listen_addr);
+    case OPT_BACKEND: {
+        int rc = daemon_flag_addr(PROG, "--backend", optarg, DAEMON_ADDR_UPSTREAM, NULL);
+        if (rc == 0) cfg->backends[cfg->n_backends++] = optarg;
+        return rc;
+    }
+    case OPT_MODE:
+        return parse_mode(optarg, &cfg->mode);
+    case OPT_WORKERS:
+        return daemon_flag_uint(PROG, "--workers", optarg, 1, MAX_WORKERS, &cfg->workers);
+    case OPT_ACCESS_LOG:
+        return parse_path("--access-log", optarg, &cfg->access_log);
+    case OPT_ACCESS_FORMAT:
+        return parse_access_format(optarg, &cfg->access_format);
+    case OPT_CONNECT_TIMEOUT:
+        return daemon_flag_uint(PROG, "--connect-timeout", optarg, 1, UINT_MAX,
+                                &cfg->connect_timeout_ms);
+    case OPT_IDLE_TIMEOUT:
+        return daemon_flag_uint(PROG, "--idle-timeout", optarg, 1, UINT_MAX,
+                                &cfg->idle_timeout_ms);
+    case OPT_DRAIN:
+        return daemon_flag_uint(PROG, "--drain", optarg, 0, UINT_MAX, &cfg->drain_ms);
+    case OPT_NO_SPLICE:
+        cfg->splice = 0;
+        return 0;
+    case OPT_ERROR_LOG:
+        return parse_path("--error-log", optarg, &cfg->error_log);
+    case 'h':
+        print_usage(stdout);
+        return FINISHED;
+    case 'V':
+        printf(PROG " (ferry) %s\n", ferry_version());
+        return FINISHED;
+    default:
+        return daemon_getopt_error(PROG, c, argv, long_options);
+    }
+}
+
+/* Fill cfg from the command line. Returns CONTINUE to run, else the exit status. */
+static int parse_args(int argc, char *argv[], config *cfg) {
+    opterr = 0; /* daemon_getopt_error() words the messages */
+    int c;
+    while ((c = getopt_long(argc, argv, ":hV", long_options, NULL)) != -1) {
+        int rc = apply_option(cfg, c, argv);
+        if (rc == FINISHED) return DAEMON_EXIT_OK;
+        if (rc != 0) return rc;
+    }
+    if (optind < argc)
+        return daemon_usage_error(PROG, "unexpected argument '%s'", argv[optind]);
+    if (!cfg->listen) return daemon_usage_error(PROG, "missing --listen ADDR:PORT");
+    if (cfg->n_backends == 0)
+        return daemon_usage_error(PROG, "missing --backend HOST:PORT (at least one)");
+    if (cfg->mode == MODE_UNSET) return daemon_usage_error(PROG, "missing --mode tcp|http");
+    if (cfg->mode == MODE_HTTP) {
+        fprintf(stderr,
+                PROG ": --mode http: HTTP mode arrives with the HTTP/1.1 engine and is not\n"
+                "available in this version; --mode tcp works (it relays the bytes of any\n"
+                "protocol, HTTP included, without looking at them)\n");
+        return DAEMON_EXIT_USAGE;
+    }
+    return CONTINUE;
+}
+
+static ferry_err open_logger(const char *what, const char *path, ferry_logger **out) {
+    ferry_err err = ferry_logger_new(path, 0, NULL, out);
+    if (err == FERRY_OK) return err;
+    const char *why = err == FERRY_ESYS ? daemon_why_unwritable(path) : NULL;
+    daemon_fail(PROG, "cannot open %s '%s': %s", what, path, why ? why : ferry_strerror(err));
+    return err;
+}
+
+static ferry_err open_loggers(const config *cfg, ferry_logger **error_log,
+                              ferry_logger **access_log) {
+    ferry_err err = open_logger("error log", cfg->error_log, error_log);
+    if (err != FERRY_OK || !cfg->access_log) return err;
+    return open_logger("access log", cfg->access_log, access_log);
+}
+
+/* The engine with its backend pool, ready to listen. Returns CONTINUE or an exit status. */
+static int build_engine(const config *cfg, ferry_logger *error_log, ferry_engine **engine,
+                        ferry_pool **pool) {
+    ferry_engine_opts eo;
+    ferry_engine_opts_init(&eo);
+    eo.workers = cfg->workers;
+    eo.stop_drain_ms = cfg->drain_ms;
+    eo.log = ferry_logger_log_fn;
+    eo.log_user_data = error_log;
+    ferry_err err = ferry_engine_new(&eo, engine);
+    if (err != FERRY_OK) return daemon_fail(PROG, "cannot create engine: %s", ferry_strerror(err));
+    err = ferry_pool_new(*engine, "backends", pool);
+    if (err != FERRY_OK)
+        return daemon_fail(PROG, "cannot create backend pool: %s", ferry_strerror(err));
+    for (unsigned i = 0; i < cfg->n_backends; i++) {
+        const char *b = cfg->backends[i];
+        err = ferry_pool_add(*pool, b, 1, NULL);
+        if (err == FERRY_EADDR) /* only the library knows every rule; still the user's input */
+            return daemon_usage_error(PROG, "--backend '%s': %s", b, ferry_strerror(err));
+        if (err != FERRY_OK)
+            return daemon_fail(PROG, "--backend '%s': %s", b, ferry_strerror(err));
+    }
+    return CONTINUE;
+}
+
+static ferry_err listen_on(const config *cfg, ferry_engine *engine, ferry_pool *pool,
+                           ferry_logger *access_log, ferry_listener **listener) {
+    ferry_listener_opts lo;
+    ferry_listener_opts_init(&lo);
+    lo.address = cfg->listen;
+    lo.protocol = FERRY_PROTO_TCP;
+    lo.direction = ferry_direction_reverse();
+    lo.direction_data = pool;
+    if (cfg->connect_timeout_ms) lo.connect_timeout_ms = cfg->connect_timeout_ms;
+    if (cfg->idle_timeout_ms) lo.idle_timeout_ms = cfg->idle_timeout_ms;
+    lo.splice = cfg->splice;
+    lo.access_log = access_log;
+    lo.access_format = cfg->access_format;
+    return ferry_engine_listen(engine, &lo, listener);
+}
+
+static void announce(const config *cfg, const ferry_listener *listener) {
+    char addr[FERRY_HOST_MAX + 16];
+    /* The bound port, not the asked one: --listen with port 0 picks a free port. */
+    daemon_format_addr(cfg->listen_addr.host, ferry_listener_port(listener), addr, sizeof addr);
+    fprintf(stderr, PROG ": listening on %s (tcp, %u backend%s, %u worker%s)\n", addr,
+            cfg->n_backends, cfg->n_backends == 1 ? "" : "s", cfg->workers,
+            cfg->workers == 1 ? "" : "s");
+}
+
+/* Start the workers and serve until a stop signal has been handled. */
+static int serve(ferry_engine *engine) {
+    ferry_err err = ferry_engine_start(engine);
+    if (err != FERRY_OK) return daemon_fail(PROG, "cannot start engine: %s", ferry_strerror(err));
+    if (daemon_signals_attach(engine) != 0) {
+        perror(PROG ": cannot install signal handlers");
+        return DAEMON_EXIT_FAIL; /* ferry_engine_free() stops the workers */
+    }
+    err = ferry_engine_wait(engine);
+    daemon_signals_block(); /* the handler must not touch the engine once it is freed */
+    if (err != FERRY_OK)
+        return daemon_fail(PROG, "engine stopped with an error: %s (%s)", ferry_strerror(err),
+                           ferry_err_name(err));
+    fprintf(stderr, PROG ": stopped\n");
+    return DAEMON_EXIT_OK;
+}
+
+static int run(const config *cfg) {
+    daemon_raise_nofile_limit(PROG);
+    daemon_signals_block(); /* before the loggers and the engine start their threads */
+
+    ferry_logger *error_log = NULL, *access_log = NULL;
+    ferry_engine *engine = NULL;
+    ferry_pool *pool = NULL;
+    ferry_listener *listener = NULL;
+    ferry_err err;
+    int status = DAEMON_EXIT_FAIL;
+    if (open_loggers(cfg, &error_log, &access_log) != FERRY_OK) goto out;
+    status = build_engine(cfg, error_log, &engine, &pool);
+    if (status != CONTINUE) goto out;
+    err = listen_on(cfg, engine, pool, access_log, &listener);
+    if (err != FERRY_OK) {
+        status = daemon_fail(PROG, "cannot listen on %s: %s", cfg->listen, ferry_strerror(err));
+        goto out;
+    }
+    announce(cfg, listener);
+    status = serve(engine);
+out:
+    ferry_engine_free(engine); /* before the loggers: it may still log while stopping */
+    ferry_logger_free(access_log);
+    ferry_logger_free(error_log);
+    return status;
+}
+
+int main(int argc, char *argv[]) {
+    config cfg = {
+        .workers = DEFAULT_WORKERS,
+        .access_format = FERRY_ACCESS_TEXT,
+        .drain_ms = DEFAULT_DRAIN_MS,
+        .splice = 1,
+        .error_log = "stderr",
+    };
+    /* Every --backend fits: there are fewer than argc of them. */
+    cfg.backends = calloc((size_t)argc, sizeof *cfg.backends);
+    if (!cfg.backends) return daemon_fail(PROG, "out of memory");
+    int status = parse_args(argc, argv, &cfg);
+    if (status == CONTINUE) status = run(&cfg);
+    free(cfg.backends);
+    return status;
+}
