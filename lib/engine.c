@@ -53,6 +53,7 @@ static void on_listener_ready(ferry__loop *loop, int fd, void *user_data, int ma
 
 static void watch_listeners(ferry__worker *w, int on) {
     for (ferry_listener *l = w->engine->listeners; l; l = l->next) {
+        if (l->fd < 0) continue;
         if (!on) {
             ferry__loop_unwatch(w->loop, l->fd);
             continue;
@@ -121,6 +122,19 @@ void ferry__worker_session_ended(ferry__worker *w) {
     if (w->stopping && w->nsessions == 0) ferry__loop_stop(w->loop);
 }
 
+/* Once no worker watches the listeners any more, close them: the kernel then refuses new
+ * clients instead of completing handshakes nobody will serve during the drain. */
+static void stop_accepting(ferry__worker *w) {
+    ferry_engine *e = w->engine;
+    watch_listeners(w, 0);
+    ferry__timer_stop(w->loop, &w->accept_timer);
+    if (atomic_fetch_add(&e->workers_not_accepting, 1) + 1 < e->opts.workers) return;
+    for (ferry_listener *l = e->listeners; l; l = l->next) {
+        close(l->fd);
+        l->fd = -1;
+    }
+}
+
 /* Runs on the worker's loop after every wakeup: acts on a stop request. */
 static void check_stop(ferry__loop *loop, void *user_data) {
     ferry__worker *w = user_data;
@@ -128,8 +142,7 @@ static void check_stop(ferry__loop *loop, void *user_data) {
     if (!atomic_load(&e->stop_requested)) return;
     if (!w->stopping) {
         w->stopping = 1;
-        watch_listeners(w, 0);
-        ferry__timer_stop(loop, &w->accept_timer);
+        stop_accepting(w);
         unsigned drain = atomic_load(&e->stop_drain_ms);
         if (w->nsessions && drain && !atomic_load(&e->stop_forced) &&
             ferry__timer_start(loop, &w->drain_timer, drain, drain_expired, w) == FERRY_OK)
@@ -152,7 +165,6 @@ static void *worker_main(void *arg) {
     watch_listeners(w, 1);
     check_stop(w->loop, w); /* a stop requested before this thread ran */
     if (!w->stopping || w->nsessions) ferry__loop_run(w->loop);
-    watch_listeners(w, 0);
     close_all_sessions(w, FERRY_EDRAIN);
     return NULL;
 }
@@ -226,7 +238,7 @@ void ferry_engine_free(ferry_engine *e) {
     }
     for (ferry_listener *l = e->listeners, *next; l; l = next) {
         next = l->next;
-        close(l->fd);
+        if (l->fd >= 0) close(l->fd);
         ferry__free(&e->alloc, (char *)l->opts.address);
         ferry__free(&e->alloc, l->name);
         ferry__free(&e->alloc, l);

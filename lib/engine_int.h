@@ -76,6 +76,7 @@ struct ferry_engine {
     atomic_int stop_forced;
     atomic_uint stop_drain_ms;
     atomic_uint sessions;
+    atomic_uint workers_not_accepting; /* the last worker to stop accepting closes listeners */
     atomic_uint_fast64_t next_session_id;
     pthread_mutex_t wait_lock; /* serialises ferry_engine_wait callers */
 };

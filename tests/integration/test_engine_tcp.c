@@ -387,6 +387,7 @@ START_TEST(stop_drains_then_closes_live_sessions) {
     ck_assert_int_eq(ferry_engine_stop(p.engine, 300), FERRY_OK);
     /* New clients are refused at once; the live one keeps working during the drain. */
     usleep(50000);
+    ck_assert_int_lt(connect_loopback(p.port), 0);
     ck_assert_int_eq(send(fd, "y", 1, 0), 1);
     ck_assert_int_eq(recv(fd, &c, 1, 0), 1);
     ck_assert_int_eq(c, 'y');
