@@ -441,6 +441,109 @@ START_TEST(engines_are_independent) {
 }
 END_TEST
 
+/* ---- the allocator hook ---- */
+
+typedef struct counting_alloc {
+    atomic_long live, total;
+    atomic_long fail_after; /* allocations left before failing; -1: never fail */
+} counting_alloc;
+
+static int should_fail(counting_alloc *c) {
+    if (atomic_load(&c->fail_after) < 0) return 0;
+    return atomic_fetch_sub(&c->fail_after, 1) <= 0;
+}
+static void *ca_malloc(void *ud, size_t n) {
+    counting_alloc *c = ud;
+    if (should_fail(c)) return NULL;
+    void *p = malloc(n);
+    if (p) {
+        atomic_fetch_add(&c->live, 1);
+        atomic_fetch_add(&c->total, 1);
+    }
+    return p;
+}
+static void *ca_realloc(void *ud, void *old, size_t n) {
+    counting_alloc *c = ud;
+    if (should_fail(c)) return NULL;
+    void *p = realloc(old, n);
+    if (p && !old) {
+        atomic_fetch_add(&c->live, 1);
+        atomic_fetch_add(&c->total, 1);
+    }
+    return p;
+}
+static void ca_free(void *ud, void *p) {
+    counting_alloc *c = ud;
+    if (p) atomic_fetch_sub(&c->live, 1);
+    free(p);
+}
+
+START_TEST(the_engine_allocates_only_through_its_hook_and_frees_everything) {
+    echo_server e;
+    ck_assert_int_eq(echo_start(&e), 0);
+    counting_alloc c = {.fail_after = -1};
+    ferry_allocator a = {ca_malloc, ca_realloc, ca_free, &c};
+    ferry_engine_opts eo;
+    ferry_engine_opts_init(&eo);
+    eo.allocator = &a;
+    eo.workers = 2;
+    ferry_engine *engine;
+    ck_assert_int_eq(ferry_engine_new(&eo, &engine), FERRY_OK);
+    ferry_pool *pool;
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", e.port);
+    ck_assert_int_eq(ferry_pool_new(engine, "p", &pool), FERRY_OK);
+    ck_assert_int_eq(ferry_pool_add(pool, addr, 1, NULL), FERRY_OK);
+    ferry_listener_opts lo;
+    ferry_listener_opts_init(&lo);
+    lo.address = "127.0.0.1:0";
+    lo.direction = ferry_direction_reverse();
+    lo.direction_data = pool;
+    ferry_listener *l;
+    ck_assert_int_eq(ferry_engine_listen(engine, &lo, &l), FERRY_OK);
+    ck_assert_int_eq(ferry_engine_start(engine), FERRY_OK);
+    long before = atomic_load(&c.total);
+    run_clients(ferry_listener_port(l), 4, 100000);
+    ck_assert_int_gt(atomic_load(&c.total), before); /* sessions used the hook */
+    ferry_engine_free(engine);
+    ck_assert_int_eq(atomic_load(&c.live), 0);
+    echo_stop(&e);
+}
+END_TEST
+
+START_TEST(out_of_memory_during_setup_is_an_error_not_a_crash) {
+    int fds = count_open_fds();
+    int succeeded = 0;
+    for (long k = 0; k < 200 && !succeeded; k++) {
+        counting_alloc c = {.fail_after = k};
+        ferry_allocator a = {ca_malloc, ca_realloc, ca_free, &c};
+        ferry_engine_opts eo;
+        ferry_engine_opts_init(&eo);
+        eo.allocator = &a;
+        eo.workers = 2;
+        ferry_engine *engine = NULL;
+        ferry_err err = ferry_engine_new(&eo, &engine);
+        if (err == FERRY_OK) {
+            ferry_pool *pool = NULL;
+            ferry_listener_opts lo;
+            ferry_listener_opts_init(&lo);
+            lo.address = "127.0.0.1:0";
+            lo.direction = ferry_direction_reverse();
+            err = ferry_pool_new(engine, "p", &pool);
+            if (!err) err = ferry_pool_add(pool, "127.0.0.1:9", 1, NULL);
+            lo.direction_data = pool;
+            if (!err) err = ferry_engine_listen(engine, &lo, NULL);
+            succeeded = err == FERRY_OK;
+            ferry_engine_free(engine);
+        }
+        if (!succeeded) ck_assert_int_eq(err, FERRY_ENOMEM);
+        ck_assert_int_eq(atomic_load(&c.live), 0);
+        ck_assert_int_eq(count_open_fds(), fds);
+    }
+    ck_assert(succeeded);
+}
+END_TEST
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     Suite *s = suite_create("engine_tcp");
@@ -457,6 +560,8 @@ int main(void) {
     tcase_add_test(tc, stop_drains_then_closes_live_sessions);
     tcase_add_test(tc, listening_on_a_port_in_use_fails_cleanly);
     tcase_add_test(tc, engines_are_independent);
+    tcase_add_test(tc, the_engine_allocates_only_through_its_hook_and_frees_everything);
+    tcase_add_test(tc, out_of_memory_during_setup_is_an_error_not_a_crash);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
