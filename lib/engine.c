@@ -35,6 +35,17 @@ void ferry_listener_opts_init(ferry_listener_opts *o) {
     o->idle_timeout_ms = 300000;
     o->splice = 1;
     o->access_format = FERRY_ACCESS_TEXT;
+    o->max_request_line = 8192;
+    o->max_header_bytes = 65536;
+    o->max_headers = 100;
+    o->max_body_bytes = 1ull << 30;
+    o->header_timeout_ms = 10000;
+    o->keepalive_timeout_ms = 60000;
+    o->response_timeout_ms = 60000;
+    o->body_timeout_ms = 60000;
+    o->upstream_idle_timeout_ms = 30000;
+    o->upstream_max_idle = 64;
+    o->forwarded_headers = 1;
 }
 
 void ferry__log(ferry_engine *e, ferry_log_level level, const char *fmt, ...) {
@@ -102,24 +113,60 @@ static void on_listener_ready(ferry__loop *loop, int fd, void *user_data, int ma
             close(cfd);
             continue;
         }
-        ferry__session_accept(w, l, cfd, &peer);
+        if (l->opts.protocol == FERRY_PROTO_HTTP)
+            ferry__http_accept(w, l, cfd, &peer);
+        else
+            ferry__session_accept(w, l, cfd, &peer);
     }
 }
 
 /* ---- stopping ---- */
 
 static void close_all_sessions(ferry__worker *w, ferry_err why) {
-    while (w->sessions) ferry__session_abort(w->sessions, why);
+    while (w->conns) w->conns->abort(w->conns, why);
+    ferry__http_pool_clear(w);
+}
+
+void ferry__conn_link(ferry__worker *w, ferry__conn *c) {
+    c->worker = w;
+    c->prev = NULL;
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->nsessions++;
+    atomic_fetch_add(&w->engine->sessions, 1);
+}
+
+void ferry__conn_unlink(ferry__conn *c) {
+    ferry__worker *w = c->worker;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    w->nsessions--;
+    atomic_fetch_sub(&w->engine->sessions, 1);
+    if (w->stopping && w->nsessions == 0) ferry__loop_stop(w->loop);
+}
+
+void ferry__session_info_fill(ferry__worker *w, ferry_listener *l, const ferry__sockaddr *peer,
+                              ferry_session_info *i) {
+    i->id = atomic_fetch_add(&w->engine->next_session_id, 1);
+    i->worker = w->index;
+    i->listener = l->name;
+    i->client_family = peer->sa.sa_family;
+    if (peer->sa.sa_family == AF_INET6)
+        memcpy(i->client_ip, &peer->in6.sin6_addr, 16);
+    else
+        memcpy(i->client_ip, &peer->in.sin_addr, 4);
+    i->client_port = ferry__addr_port(peer);
+    ferry__addr_format(peer, 0, i->client_addr, sizeof i->client_addr);
 }
 
 static void drain_expired(ferry__loop *loop, void *user_data) {
     ferry__worker *w = user_data;
     close_all_sessions(w, FERRY_EDRAIN);
     ferry__loop_stop(loop);
-}
-
-void ferry__worker_session_ended(ferry__worker *w) {
-    if (w->stopping && w->nsessions == 0) ferry__loop_stop(w->loop);
 }
 
 /* Once no worker watches the listeners any more, close them: the kernel then refuses new
@@ -143,6 +190,10 @@ static void check_stop(ferry__loop *loop, void *user_data) {
     if (!w->stopping) {
         w->stopping = 1;
         stop_accepting(w);
+        for (ferry__conn *c = w->conns, *next; c; c = next) {
+            next = c->next;
+            if (c->drain) c->drain(c);
+        }
         unsigned drain = atomic_load(&e->stop_drain_ms);
         if (w->nsessions && drain && !atomic_load(&e->stop_forced) &&
             ferry__timer_start(loop, &w->drain_timer, drain, drain_expired, w) == FERRY_OK)
@@ -277,7 +328,11 @@ static ferry_err open_listener(const char *address, int backlog, int *fd_out, ui
 ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, ferry_listener **out) {
     if (!e || !opts || !opts->address || !opts->direction || !opts->direction->pick)
         return FERRY_EINVAL;
-    if (opts->protocol != FERRY_PROTO_TCP) return FERRY_ENOTSUP;
+    if (opts->protocol != FERRY_PROTO_TCP && opts->protocol != FERRY_PROTO_HTTP) return FERRY_ENOTSUP;
+    if (opts->protocol == FERRY_PROTO_HTTP &&
+        (opts->max_headers == 0 || opts->max_headers > 10000 || opts->max_request_line < 64 ||
+         opts->max_header_bytes < opts->max_request_line))
+        return FERRY_EINVAL;
     if (atomic_load(&e->state) != ENGINE_NEW) return FERRY_ESTATE;
     ferry_listener *l = ferry__calloc(&e->alloc, sizeof *l);
     if (!l) return FERRY_ENOMEM;

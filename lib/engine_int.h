@@ -16,22 +16,37 @@
 #include "relay.h"
 #include "resolver.h"
 
-typedef struct ferry__session ferry__session;
+typedef struct ferry__worker ferry__worker;
+typedef struct ferry__http_upstream ferry__http_upstream;
 
-typedef struct ferry__worker {
+/* What every client connection (TCP session or HTTP connection) starts with: the worker's
+ * list links, for draining and forced close. */
+typedef struct ferry__conn {
+    struct ferry__conn *prev, *next;
+    ferry__worker *worker;
+    ferry_listener *listener;
+    /* Close now, logging `why`; unlinks and frees the connection. */
+    void (*abort)(struct ferry__conn *c, ferry_err why);
+    /* Optional: shutdown began; finish what is in progress, take nothing new. May free c. */
+    void (*drain)(struct ferry__conn *c);
+} ferry__conn;
+
+struct ferry__worker {
     ferry_engine *engine;
     unsigned index;
     ferry__loop *loop;
     pthread_t thread;
     int thread_started;
     ferry__bufpool pool;
-    ferry__session *sessions; /* doubly linked, for draining and forced close */
+    ferry__conn *conns; /* doubly linked, for draining and forced close */
     unsigned nsessions;
+    ferry__http_upstream *http_idle; /* idle pooled upstream HTTP connections */
+    unsigned http_idle_count;
     int stopping;
     int accept_paused;
     ferry__timer drain_timer;
     ferry__timer accept_timer; /* resumes accepting after fd exhaustion */
-} ferry__worker;
+};
 
 struct ferry_listener {
     ferry_listener *next;
@@ -85,14 +100,20 @@ struct ferry_engine {
 void ferry__log(ferry_engine *e, ferry_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* session.c */
+/* session.c: TCP sessions */
 void ferry__session_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer);
-/* Close a session at once (drain timeout or shutdown), logging it with `err`. */
-void ferry__session_abort(ferry__session *s, ferry_err err);
-ferry__session *ferry__session_next(ferry__session *s);
+/* http_conn.c: HTTP client connections */
+void ferry__http_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer);
+/* Close every idle pooled upstream connection of the worker. */
+void ferry__http_pool_clear(ferry__worker *w);
 
-/* engine.c: called by session.c when a session is gone. */
-void ferry__worker_session_ended(ferry__worker *w);
+/* engine.c: connection bookkeeping shared by both protocols. */
+void ferry__conn_link(ferry__worker *w, ferry__conn *c);
+/* Unlink; when the worker is stopping and this was its last connection, stop its loop. */
+void ferry__conn_unlink(ferry__conn *c);
+/* Fill the session facts of a new client connection. */
+void ferry__session_info_fill(ferry__worker *w, ferry_listener *l, const ferry__sockaddr *peer,
+                              ferry_session_info *info);
 
 /* pool.c */
 void ferry__pools_free(ferry_engine *e);

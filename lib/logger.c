@@ -93,35 +93,69 @@ static void put_hex_escape(out *o, const char *prefix, unsigned char c) {
     put_ch(o, hex[c & 15]);
 }
 
+/* Views may carry a NULL ptr when empty; treat any NULL ptr as empty. */
+static size_t view_len(ferry_view v) { return v.ptr ? v.len : 0; }
+
 /* TEXT fields are space-separated, so spaces are escaped too, and the backslash as well so
  * that an escaped field decodes back unambiguously. Empty fields become "-". */
-static void put_text_field(out *o, const char *s) {
-    if (!s || !*s) {
+static void put_text_bytes(out *o, const char *s, size_t n) {
+    if (n == 0) {
         put_ch(o, '-');
         return;
     }
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (is_ctl(*p) || *p == ' ' || *p == '\\')
-            put_hex_escape(o, "\\x", *p);
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n; i++) {
+        if (is_ctl(p[i]) || p[i] == ' ' || p[i] == '\\')
+            put_hex_escape(o, "\\x", p[i]);
         else
-            put_ch(o, (char)*p);
+            put_ch(o, (char)p[i]);
     }
 }
 
-static void put_json_string(out *o, const char *s) {
-    put_ch(o, '"');
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '"' || *p == '\\') {
+static void put_text_field(out *o, const char *s) { put_text_bytes(o, s, s ? strlen(s) : 0); }
+static void put_text_view(out *o, ferry_view v) { put_text_bytes(o, v.ptr, view_len(v)); }
+
+/* Inside the double-quoted fields of the NCSA formats, as Apache's mod_log_config does:
+ * '"' and '\\' get a backslash, control bytes become \xHH, so a client cannot close the
+ * quotes or break the line. Empty values become "-". */
+static void put_clf_bytes(out *o, const char *s, size_t n) {
+    if (n == 0) {
+        put_ch(o, '-');
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '"' || p[i] == '\\') {
             put_ch(o, '\\');
-            put_ch(o, (char)*p);
-        } else if (is_ctl(*p)) {
-            put_hex_escape(o, "\\u00", *p);
+            put_ch(o, (char)p[i]);
+        } else if (is_ctl(p[i])) {
+            put_hex_escape(o, "\\x", p[i]);
         } else {
-            put_ch(o, (char)*p);
+            put_ch(o, (char)p[i]);
+        }
+    }
+}
+
+static void put_clf_view(out *o, ferry_view v) { put_clf_bytes(o, v.ptr, view_len(v)); }
+
+static void put_json_bytes(out *o, const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    put_ch(o, '"');
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '"' || p[i] == '\\') {
+            put_ch(o, '\\');
+            put_ch(o, (char)p[i]);
+        } else if (is_ctl(p[i])) {
+            put_hex_escape(o, "\\u00", p[i]);
+        } else {
+            put_ch(o, (char)p[i]);
         }
     }
     put_ch(o, '"');
 }
+
+static void put_json_string(out *o, const char *s) { put_json_bytes(o, s, s ? strlen(s) : 0); }
+static void put_json_view(out *o, ferry_view v) { put_json_bytes(o, v.ptr, view_len(v)); }
 
 /* Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's civil_from_days).
  * Done by hand rather than with gmtime_r so formatting stays pure for any int64 input. */
@@ -148,29 +182,66 @@ static int64_t floor_div(int64_t a, int64_t b, int64_t *rem) {
     return q;
 }
 
-/* ISO-8601 UTC with milliseconds: 2026-11-27T05:33:25.123Z */
-static void put_time(out *o, int64_t unix_us) {
+typedef struct civil_time {
+    int64_t year;
+    unsigned month, day, hour, min, sec, ms;
+} civil_time;
+
+static civil_time civil_from_us(int64_t unix_us) {
     int64_t rem_us, ms, sod;
     int64_t secs = floor_div(floor_div(unix_us, 1000, &rem_us), 1000, &ms);
     int64_t days = floor_div(secs, 86400, &sod);
-    int64_t y;
-    unsigned m, d;
-    civil_from_days(days, &y, &m, &d);
+    civil_time t;
+    civil_from_days(days, &t.year, &t.month, &t.day);
+    t.hour = (unsigned)(sod / 3600);
+    t.min = (unsigned)(sod / 60 % 60);
+    t.sec = (unsigned)(sod % 60);
+    t.ms = (unsigned)ms;
+    return t;
+}
+
+static void put_year(out *o, int64_t y) {
     if (y < 0) put_ch(o, '-');
     put_u64(o, y < 0 ? 0 - (uint64_t)y : (uint64_t)y, 4);
+}
+
+/* ISO-8601 UTC with milliseconds: 2026-11-27T05:33:25.123Z */
+static void put_time(out *o, int64_t unix_us) {
+    civil_time t = civil_from_us(unix_us);
+    put_year(o, t.year);
     put_ch(o, '-');
-    put_u64(o, m, 2);
+    put_u64(o, t.month, 2);
     put_ch(o, '-');
-    put_u64(o, d, 2);
+    put_u64(o, t.day, 2);
     put_ch(o, 'T');
-    put_u64(o, (uint64_t)(sod / 3600), 2);
+    put_u64(o, t.hour, 2);
     put_ch(o, ':');
-    put_u64(o, (uint64_t)(sod / 60 % 60), 2);
+    put_u64(o, t.min, 2);
     put_ch(o, ':');
-    put_u64(o, (uint64_t)(sod % 60), 2);
+    put_u64(o, t.sec, 2);
     put_ch(o, '.');
-    put_u64(o, (uint64_t)ms, 3);
+    put_u64(o, t.ms, 3);
     put_ch(o, 'Z');
+}
+
+/* NCSA time, always UTC, with the brackets: [27/Nov/2026:05:33:25 +0000] */
+static void put_clf_time(out *o, int64_t unix_us) {
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    civil_time t = civil_from_us(unix_us);
+    put_ch(o, '[');
+    put_u64(o, t.day, 2);
+    put_ch(o, '/');
+    put_str(o, months[t.month - 1]);
+    put_ch(o, '/');
+    put_year(o, t.year);
+    put_ch(o, ':');
+    put_u64(o, t.hour, 2);
+    put_ch(o, ':');
+    put_u64(o, t.min, 2);
+    put_ch(o, ':');
+    put_u64(o, t.sec, 2);
+    put_str(o, " +0000]");
 }
 
 static size_t finish(out *o) {
@@ -179,6 +250,17 @@ static size_t finish(out *o) {
 }
 
 /* ---- access records ---- */
+
+/* HTTP listeners always fill in the method; TCP sessions leave every HTTP field empty. */
+static int is_http(const ferry_log_record *r) { return view_len(r->method) > 0; }
+
+/* Statuses are three digits; anything else (0: no response) is written as `none`. */
+static void put_status(out *o, int status, const char *none) {
+    if (status > 0)
+        put_u64(o, (uint64_t)status, 0);
+    else
+        put_str(o, none);
+}
 
 static void format_text(out *o, const ferry_log_record *r) {
     const ferry_session_info *s = r->session;
@@ -211,6 +293,18 @@ static void format_text(out *o, const ferry_log_record *r) {
     put_u64(o, r->connect_attempts, 0);
     put_str(o, " id=");
     put_u64(o, s ? s->id : 0, 0);
+    if (is_http(r)) {
+        put_str(o, " method=");
+        put_text_view(o, r->method);
+        put_str(o, " target=");
+        put_text_view(o, r->request_target);
+        put_str(o, " status=");
+        put_status(o, r->status, "0");
+        put_str(o, " resp_bytes=");
+        put_u64(o, r->response_bytes, 0);
+        put_str(o, " first_byte_ms=");
+        put_ms(o, r->first_byte_us);
+    }
 }
 
 static void format_json(out *o, const ferry_log_record *r) {
@@ -241,7 +335,61 @@ static void format_json(out *o, const ferry_log_record *r) {
     put_u64(o, r->connect_attempts, 0);
     put_str(o, ",\"id\":");
     put_u64(o, s ? s->id : 0, 0);
+    if (is_http(r)) {
+        /* "target" above is the upstream, so the request's target gets its own key. */
+        put_str(o, ",\"method\":");
+        put_json_view(o, r->method);
+        put_str(o, ",\"request_target\":");
+        put_json_view(o, r->request_target);
+        put_str(o, ",\"host\":");
+        put_json_view(o, r->host);
+        put_str(o, ",\"referer\":");
+        put_json_view(o, r->referer);
+        put_str(o, ",\"user_agent\":");
+        put_json_view(o, r->user_agent);
+        put_str(o, ",\"status\":");
+        put_status(o, r->status, "0");
+        put_str(o, ",\"response_bytes\":");
+        put_u64(o, r->response_bytes, 0);
+        put_str(o, ",\"first_byte_us\":");
+        put_u64(o, r->first_byte_us, 0);
+    }
     put_ch(o, '}');
+}
+
+/* NCSA Common Log Format:
+ *   127.0.0.1 - - [27/Nov/2026:05:33:25 +0000] "GET /path HTTP/1.1" 200 1234
+ * and Combined, which adds ` "referer" "user-agent"`. The request's version string is not
+ * kept, so the request line always says HTTP/1.1. A TCP session has no request: its line
+ * is "-" and its status -. The byte count is the response body, "-" when none. */
+static void format_clf(out *o, const ferry_log_record *r, int combined) {
+    const ferry_session_info *s = r->session;
+    put_text_field(o, s ? s->client_addr : NULL); /* unquoted: escaped like TEXT */
+    put_str(o, " - - ");
+    put_clf_time(o, r->start_unix_us);
+    put_str(o, " \"");
+    if (is_http(r)) {
+        put_clf_view(o, r->method);
+        put_ch(o, ' ');
+        put_clf_view(o, r->request_target);
+        put_str(o, " HTTP/1.1");
+    } else {
+        put_ch(o, '-');
+    }
+    put_str(o, "\" ");
+    put_status(o, is_http(r) ? r->status : 0, "-");
+    put_ch(o, ' ');
+    if (r->response_bytes)
+        put_u64(o, r->response_bytes, 0);
+    else
+        put_ch(o, '-');
+    if (combined) {
+        put_str(o, " \"");
+        put_clf_view(o, r->referer);
+        put_str(o, "\" \"");
+        put_clf_view(o, r->user_agent);
+        put_ch(o, '"');
+    }
 }
 
 size_t ferry_access_format_record(ferry_access_format format, const ferry_log_record *record,
@@ -249,10 +397,13 @@ size_t ferry_access_format_record(ferry_access_format format, const ferry_log_re
     out o = {buf, buf ? size : 0, 0};
     if (record) {
         /* Unknown formats fall back to TEXT rather than silently losing the line. */
-        if (format == FERRY_ACCESS_JSON)
-            format_json(&o, record);
-        else
-            format_text(&o, record);
+        switch (format) {
+        case FERRY_ACCESS_JSON: format_json(&o, record); break;
+        case FERRY_ACCESS_COMMON: format_clf(&o, record, 0); break;
+        case FERRY_ACCESS_COMBINED: format_clf(&o, record, 1); break;
+        case FERRY_ACCESS_TEXT:
+        default: format_text(&o, record); break;
+        }
     }
     return finish(&o);
 }

@@ -22,8 +22,8 @@ typedef struct connect_state {
     ferry_err last_error;
 } connect_state;
 
-struct ferry__session {
-    ferry__session *prev, *next;
+typedef struct ferry__session {
+    ferry__conn base;
     ferry__worker *worker;
     ferry_listener *listener;
     int cfd, ufd;
@@ -35,9 +35,7 @@ struct ferry__session {
     char *target_text; /* owned unless it points at a backend's address */
     int target_owned;
     ferry__relay relay;
-};
-
-ferry__session *ferry__session_next(ferry__session *s) { return s->next; }
+} ferry__session;
 
 static const ferry_hook_ops *hooks_of(const ferry__session *s) {
     return s->listener->opts.hooks.ops;
@@ -105,15 +103,8 @@ static void end_session(ferry__session *s, const char *verdict, ferry_err err) {
     if (s->ufd >= 0) close(s->ufd);
     close(s->cfd);
     if (s->target_owned) ferry__free(&e->alloc, s->target_text);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        w->sessions = s->next;
-    if (s->next) s->next->prev = s->prev;
-    w->nsessions--;
-    atomic_fetch_sub(&e->sessions, 1);
+    ferry__conn_unlink(&s->base);
     ferry__free(&e->alloc, s);
-    ferry__worker_session_ended(w);
 }
 
 /* Failure before any byte was relayed: answer as the direction policy says. */
@@ -127,7 +118,9 @@ static void fail_session(ferry__session *s, const char *verdict, ferry_err err) 
     end_session(s, verdict, err);
 }
 
-void ferry__session_abort(ferry__session *s, ferry_err err) { end_session(s, "drained", err); }
+static void abort_session(ferry__conn *c, ferry_err err) {
+    end_session((ferry__session *)c, "drained", err);
+}
 
 /* ---- relaying ---- */
 
@@ -300,20 +293,6 @@ static void next_attempt(ferry__session *s) {
 
 /* ---- accepting ---- */
 
-static void fill_info(ferry__session *s, const ferry__sockaddr *peer) {
-    ferry_session_info *i = &s->info;
-    i->id = atomic_fetch_add(&s->worker->engine->next_session_id, 1);
-    i->worker = s->worker->index;
-    i->listener = s->listener->name;
-    i->client_family = peer->sa.sa_family;
-    if (peer->sa.sa_family == AF_INET6)
-        memcpy(i->client_ip, &peer->in6.sin6_addr, 16);
-    else
-        memcpy(i->client_ip, &peer->in.sin_addr, 4);
-    i->client_port = ferry__addr_port(peer);
-    ferry__addr_format(peer, 0, i->client_addr, sizeof i->client_addr);
-}
-
 void ferry__session_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer) {
     ferry_engine *e = w->engine;
     ferry__session *s = ferry__calloc(&e->alloc, sizeof *s);
@@ -328,12 +307,10 @@ void ferry__session_accept(ferry__worker *w, ferry_listener *l, int fd, const fe
     s->ufd = -1;
     s->start_us = ferry__now_us();
     s->start_wall_us = ferry__wall_us();
-    fill_info(s, peer);
-    s->next = w->sessions;
-    if (w->sessions) w->sessions->prev = s;
-    w->sessions = s;
-    w->nsessions++;
-    atomic_fetch_add(&e->sessions, 1);
+    ferry__session_info_fill(w, l, peer, &s->info);
+    s->base.listener = l;
+    s->base.abort = abort_session;
+    ferry__conn_link(w, &s->base);
 
     const ferry_hook_ops *ops = hooks_of(s);
     if (ops && ops->on_accept && ops->on_accept(l->opts.hooks.user_data, &s->info) == FERRY_REJECT) {

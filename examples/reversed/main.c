@@ -83,14 +83,16 @@ static void print_usage(FILE *out) {
         "                             port 0 picks a free port (shown at start-up)\n"
         "  --backend HOST:PORT        a backend: IP literal or host name (resolved\n"
         "                             once, at start-up); repeat for more backends\n"
-        "  --mode tcp|http            tcp: relay bytes as they are; http: not available\n"
-        "                             in this version (comes with the HTTP/1.1 engine)\n"
+        "  --mode tcp|http            tcp: relay bytes as they are; http: HTTP/1.1\n"
+        "                             reverse proxy (strict parsing, keep-alive, pooled\n"
+        "                             backend connections, X-Forwarded-For/-Proto/-Host)\n"
         "\n"
         "Options:\n"
         "  --workers N                worker threads, 1-%u (default %u)\n"
         "  --access-log FILE|-        append one line per session to FILE; '-' is\n"
         "                             stdout (default: no access log)\n"
-        "  --access-format text|json  access log line format (default text)\n"
+        "  --access-format FORMAT     access log line format: text, json, or for\n"
+        "                             --mode http also common, combined (default text)\n"
         "  --connect-timeout MS       limit per backend connect attempt (default %u)\n"
         "  --idle-timeout MS          close a session after MS with no byte either way\n"
         "                             (default %u)\n"
@@ -120,7 +122,9 @@ static int parse_mode(const char *text, proxy_mode *out) {
 static int parse_access_format(const char *text, ferry_access_format *out) {
     if (strcmp(text, "text") == 0) *out = FERRY_ACCESS_TEXT;
     else if (strcmp(text, "json") == 0) *out = FERRY_ACCESS_JSON;
-    else return daemon_usage_error(PROG, "--access-format '%s': expected text or json", text);
+    else if (strcmp(text, "common") == 0) *out = FERRY_ACCESS_COMMON;
+    else if (strcmp(text, "combined") == 0) *out = FERRY_ACCESS_COMBINED;
+    else return daemon_usage_error(PROG, "--access-format '%s': expected text, json, common or combined", text);
     return 0;
 }
 
@@ -191,13 +195,6 @@ static int parse_args(int argc, char *argv[], config *cfg) {
     if (cfg->n_backends == 0)
         return daemon_usage_error(PROG, "missing --backend HOST:PORT (at least one)");
     if (cfg->mode == MODE_UNSET) return daemon_usage_error(PROG, "missing --mode tcp|http");
-    if (cfg->mode == MODE_HTTP) {
-        fprintf(stderr,
-                PROG ": --mode http: HTTP mode arrives with the HTTP/1.1 engine and is not\n"
-                "available in this version; --mode tcp works (it relays the bytes of any\n"
-                "protocol, HTTP included, without looking at them)\n");
-        return DAEMON_EXIT_USAGE;
-    }
     return CONTINUE;
 }
 
@@ -246,7 +243,7 @@ static ferry_err listen_on(const config *cfg, ferry_engine *engine, ferry_pool *
     ferry_listener_opts lo;
     ferry_listener_opts_init(&lo);
     lo.address = cfg->listen;
-    lo.protocol = FERRY_PROTO_TCP;
+    lo.protocol = cfg->mode == MODE_HTTP ? FERRY_PROTO_HTTP : FERRY_PROTO_TCP;
     lo.direction = ferry_direction_reverse();
     lo.direction_data = pool;
     if (cfg->connect_timeout_ms) lo.connect_timeout_ms = cfg->connect_timeout_ms;
@@ -261,7 +258,8 @@ static void announce(const config *cfg, const ferry_listener *listener) {
     char addr[FERRY_HOST_MAX + 16];
     /* The bound port, not the asked one: --listen with port 0 picks a free port. */
     daemon_format_addr(cfg->listen_addr.host, ferry_listener_port(listener), addr, sizeof addr);
-    fprintf(stderr, PROG ": listening on %s (tcp, %u backend%s, %u worker%s)\n", addr,
+    fprintf(stderr, PROG ": listening on %s (%s, %u backend%s, %u worker%s)\n", addr,
+            cfg->mode == MODE_HTTP ? "http" : "tcp",
             cfg->n_backends, cfg->n_backends == 1 ? "" : "s", cfg->workers,
             cfg->workers == 1 ? "" : "s");
 }

@@ -66,7 +66,8 @@ FERRY_API ferry_err ferry_engine_new(const ferry_engine_opts *opts, ferry_engine
 FERRY_API void ferry_engine_free(ferry_engine *engine);
 
 typedef enum ferry_protocol {
-    FERRY_PROTO_TCP = 0 /* opaque byte relay */
+    FERRY_PROTO_TCP = 0, /* opaque byte relay */
+    FERRY_PROTO_HTTP = 1 /* HTTP/1.1 (strict parsing, keep-alive, pooled upstreams) */
 } ferry_protocol;
 
 typedef struct ferry_listener_opts {
@@ -86,6 +87,19 @@ typedef struct ferry_listener_opts {
     int splice;                   /* 1: zero-copy splice(2) relay where the kernel allows; default 1 */
     ferry_logger *access_log;     /* optional: one line per session (see ferry/logger.h) */
     int access_format;            /* a ferry_access_format; default FERRY_ACCESS_TEXT */
+    /* HTTP listeners only. Limits answer 414/431/413; timeouts answer 408/504 or close. */
+    unsigned max_request_line;    /* default 8192 */
+    unsigned max_header_bytes;    /* whole request head; default 65536 */
+    unsigned max_headers;         /* header fields per message; default 100 */
+    uint64_t max_body_bytes;      /* request body; 0 = no limit; default 1 GiB */
+    unsigned header_timeout_ms;   /* a client must send a whole head within this; default 10000 */
+    unsigned keepalive_timeout_ms; /* idle client connection between requests; default 60000 */
+    unsigned response_timeout_ms; /* upstream response head after the request; default 60000 */
+    unsigned body_timeout_ms;     /* no body byte either way for this long; default 60000 */
+    unsigned upstream_idle_timeout_ms; /* pooled idle upstream connections; default 30000 */
+    unsigned upstream_max_idle;   /* idle upstream connections kept per worker; default 64 */
+    int forwarded_headers;        /* add X-Forwarded-For/-Proto/-Host (replacing the client's);
+                                   * default 1 */
 } ferry_listener_opts;
 
 FERRY_API void ferry_listener_opts_init(ferry_listener_opts *opts);

@@ -5,6 +5,7 @@
 #ifndef FERRY_HOOKS_H
 #define FERRY_HOOKS_H
 
+#include "ferry/http.h"
 #include "ferry/session.h"
 
 #ifdef __cplusplus
@@ -14,7 +15,9 @@ extern "C" {
 /* What a hook wants done. */
 typedef enum ferry_verdict {
     FERRY_CONTINUE = 0, /* go on as planned */
-    FERRY_REJECT = 1    /* stop here: close the client connection (logged as "rejected") */
+    FERRY_REJECT = 1,   /* stop here: TCP closes the client; HTTP answers the reject status
+                         * (403 unless ferry_txn_set_reject_status() chose another) */
+    FERRY_RESPOND = 2   /* HTTP on_request only: send the answer given to ferry_txn_respond() */
 } ferry_verdict;
 
 typedef struct ferry_hook_ops {
@@ -27,8 +30,18 @@ typedef struct ferry_hook_ops {
                               unsigned attempt, ferry_target *target);
     /* The session ended; called once, after on_log. */
     void (*on_close)(void *user_data, const ferry_session_info *session);
-    /* Per-session summary; called once per accepted session, also for rejected ones. */
+    /* Per-session summary (TCP) or per-request summary (HTTP); called once per accepted
+     * session or received request, also for rejected ones. */
     void (*on_log)(void *user_data, const ferry_log_record *record);
+    /* HTTP: a request head arrived and passed the strict checks. May inspect and edit the
+     * request headers, answer locally (ferry_txn_respond + FERRY_RESPOND) or reject. */
+    ferry_verdict (*on_request)(void *user_data, ferry_txn *txn);
+    /* HTTP: last chance to edit the request headers before they are sent upstream (after
+     * ferry added its forwarding headers). FERRY_REJECT answers the reject status. */
+    ferry_verdict (*on_upstream_request)(void *user_data, ferry_txn *txn);
+    /* HTTP: a response head arrived from upstream; may edit response headers. FERRY_REJECT
+     * answers 502 instead. */
+    ferry_verdict (*on_response)(void *user_data, ferry_txn *txn);
 } ferry_hook_ops;
 
 typedef struct ferry_hooks {

@@ -16,9 +16,23 @@ extern "C" {
 
 typedef struct ferry_logger ferry_logger;
 
+/* One line per TCP session or per HTTP request. HTTP records (method non-empty) carry extra
+ * fields; TCP records never have them. Values a client controls are escaped so they cannot
+ * forge fields or lines. Times are UTC. */
 typedef enum ferry_access_format {
-    FERRY_ACCESS_TEXT = 0, /* one space-separated line per session */
-    FERRY_ACCESS_JSON = 1  /* one JSON object per line */
+    /* Space-separated; spaces, backslashes and control bytes as \xHH, empty fields "-". HTTP
+     * adds: method= target= (request target) status= (0: none) resp_bytes= first_byte_ms= */
+    FERRY_ACCESS_TEXT = 0,
+    /* One JSON object per line. HTTP adds "method", "request_target", "host", "referer",
+     * "user_agent", "status" (0: none), "response_bytes", "first_byte_us". */
+    FERRY_ACCESS_JSON = 1,
+    /* NCSA Common Log Format: client - - [27/Nov/2026:05:33:25 +0000] "GET /x HTTP/1.1" 200 1234
+     * The version is always written HTTP/1.1; bytes are the response body ("-" if none). TCP
+     * sessions log "-" as the request and - as the status. In the quoted fields '"' and the
+     * backslash get a backslash before them and control bytes are written as \xHH. */
+    FERRY_ACCESS_COMMON = 2,
+    /* Common plus ` "referer" "user-agent"` ("-" when absent), escaped the same way. */
+    FERRY_ACCESS_COMBINED = 3
 } ferry_access_format;
 
 /* Open `path` for appending ("-" writes to stdout, "stderr" to stderr) and start the writer

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include "ferry/error.h"
+#include "ferry/view.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -44,6 +45,15 @@ typedef struct ferry_log_record {
     uint64_t duration_us;        /* accept to close */
     int64_t start_unix_us;       /* wall-clock time of accept */
     unsigned connect_attempts;   /* upstream connects tried (failover counts) */
+    /* HTTP listeners only (empty views and 0 for TCP): */
+    ferry_view method;
+    ferry_view request_target;
+    ferry_view host;
+    ferry_view referer;
+    ferry_view user_agent;
+    int status;                  /* status sent to the client, 0 if none */
+    uint64_t first_byte_us;      /* accept (or previous response end) to request head */
+    uint64_t response_bytes;     /* body bytes sent to the client */
 } ferry_log_record;
 
 #ifdef __cplusplus

@@ -172,13 +172,6 @@ def test_bad_flags_exit_2_naming_the_flag(args, needle):
     assert needle in r.stderr
 
 
-def test_http_mode_says_it_is_not_there_yet():
-    r = subprocess.run([REVERSED, "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:1",
-                        "--mode", "http"], capture_output=True, text=True, timeout=10)
-    assert r.returncode == 2
-    assert "http" in r.stderr.lower() and "tcp" in r.stderr
-
-
 @pytest.mark.parametrize("prog", [REVERSED, FORWARDD])
 def test_help_and_version(prog):
     h = subprocess.run([prog, "--help"], capture_output=True, text=True, timeout=10)

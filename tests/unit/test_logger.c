@@ -375,24 +375,219 @@ START_TEST(access_json_format) {
 }
 END_TEST
 
+/* ---- HTTP access records ---- */
+
+/* Views are not NUL-terminated: each one points into a longer string to prove it. */
+#define VIEW(lit, n) ((ferry_view){(lit), (n)})
+#define LIT(lit) ((ferry_view){(lit), sizeof(lit) - 1})
+
+static ferry_log_record http_record_for(const ferry_session_info *s) {
+    ferry_log_record r = record_for(s);
+    r.method = VIEW("GETxx", 3);
+    r.request_target = VIEW("/path?q=1 HTTP/1.1", 9);
+    r.host = VIEW("example.com:80", 11);
+    r.referer = VIEW("https://ref.example/ zzz", 20);
+    r.user_agent = VIEW("curl/8.0\r\n", 8);
+    r.status = 200;
+    r.first_byte_us = 1500;
+    r.response_bytes = 1234;
+    return r;
+}
+
+/* A client trying to close the quotes, start a new line and forge fields; it also has a NUL,
+ * a DEL and a backslash. Status 502 with no body. */
+static const char evil_ua[] = "M\" 1 \"\\\r\n1.2.3.4 x\0y\x7f";
+
+static ferry_log_record hostile_record_for(const ferry_session_info *s) {
+    ferry_log_record r = record_for(s);
+    r.method = LIT("POST");
+    r.request_target = LIT("/a b\\c\"d\te");
+    r.host = LIT("h\"o\nst");
+    r.referer = LIT("http://r/\"x\" \"");
+    r.user_agent = LIT(evil_ua);
+    r.status = 502;
+    r.first_byte_us = 0;
+    r.response_bytes = 0;
+    return r;
+}
+
+START_TEST(access_http_text_format) {
+    ferry_session_info s = v4_session();
+    ferry_log_record r = http_record_for(&s);
+    ck_assert_str_eq(fmt(FERRY_ACCESS_TEXT, &r),
+                     "2026-11-27T05:33:25.123Z 127.0.0.1:5555 web backend.example:8080 relayed "
+                     "OK up=1 down=2 connect_ms=0.003 duration_ms=1234.567 attempts=1 id=7 "
+                     "method=GET target=/path?q=1 status=200 resp_bytes=1234 first_byte_ms=1.500");
+
+    r = hostile_record_for(&s);
+    ck_assert_str_eq(fmt(FERRY_ACCESS_TEXT, &r),
+                     "2026-11-27T05:33:25.123Z 127.0.0.1:5555 web backend.example:8080 relayed "
+                     "OK up=1 down=2 connect_ms=0.003 duration_ms=1234.567 attempts=1 id=7 "
+                     "method=POST target=/a\\x20b\\x5cc\"d\\x09e status=502 resp_bytes=0 "
+                     "first_byte_ms=0.000");
+
+    /* No response yet, and an empty target: still one token each. */
+    r.status = 0;
+    r.request_target = (ferry_view){NULL, 0};
+    r.first_byte_us = 12345678;
+    ck_assert_str_eq(fmt(FERRY_ACCESS_TEXT, &r),
+                     "2026-11-27T05:33:25.123Z 127.0.0.1:5555 web backend.example:8080 relayed "
+                     "OK up=1 down=2 connect_ms=0.003 duration_ms=1234.567 attempts=1 id=7 "
+                     "method=POST target=- status=0 resp_bytes=0 first_byte_ms=12345.678");
+
+    /* A TCP record (no method) has none of the HTTP fields, even if others are set. */
+    r.method = (ferry_view){"", 0};
+    ck_assert_str_eq(fmt(FERRY_ACCESS_TEXT, &r),
+                     "2026-11-27T05:33:25.123Z 127.0.0.1:5555 web backend.example:8080 relayed "
+                     "OK up=1 down=2 connect_ms=0.003 duration_ms=1234.567 attempts=1 id=7");
+}
+END_TEST
+
+START_TEST(access_http_json_format) {
+    ferry_session_info s = v4_session();
+    ferry_log_record r = http_record_for(&s);
+    ck_assert_str_eq(fmt(FERRY_ACCESS_JSON, &r),
+                     "{\"time\":\"2026-11-27T05:33:25.123Z\",\"client\":\"127.0.0.1\","
+                     "\"client_port\":5555,\"listener\":\"web\",\"target\":\"backend.example:8080\","
+                     "\"verdict\":\"relayed\",\"error\":\"OK\",\"bytes_from_client\":1,"
+                     "\"bytes_to_client\":2,\"connect_us\":3,\"duration_us\":1234567,"
+                     "\"attempts\":1,\"id\":7,\"method\":\"GET\",\"request_target\":\"/path?q=1\","
+                     "\"host\":\"example.com\",\"referer\":\"https://ref.example/\","
+                     "\"user_agent\":\"curl/8.0\",\"status\":200,\"response_bytes\":1234,"
+                     "\"first_byte_us\":1500}");
+
+    r = hostile_record_for(&s);
+    r.referer = (ferry_view){NULL, 0};
+    ck_assert_str_eq(fmt(FERRY_ACCESS_JSON, &r),
+                     "{\"time\":\"2026-11-27T05:33:25.123Z\",\"client\":\"127.0.0.1\","
+                     "\"client_port\":5555,\"listener\":\"web\",\"target\":\"backend.example:8080\","
+                     "\"verdict\":\"relayed\",\"error\":\"OK\",\"bytes_from_client\":1,"
+                     "\"bytes_to_client\":2,\"connect_us\":3,\"duration_us\":1234567,"
+                     "\"attempts\":1,\"id\":7,\"method\":\"POST\","
+                     "\"request_target\":\"/a b\\\\c\\\"d\\u0009e\",\"host\":\"h\\\"o\\u000ast\","
+                     "\"referer\":\"\",\"user_agent\":\"M\\\" 1 \\\"\\\\\\u000d\\u000a1.2.3.4 "
+                     "x\\u0000y\\u007f\",\"status\":502,\"response_bytes\":0,\"first_byte_us\":0}");
+
+    /* TCP: exactly the old object. */
+    r = record_for(&s);
+    ck_assert_str_eq(fmt(FERRY_ACCESS_JSON, &r),
+                     "{\"time\":\"2026-11-27T05:33:25.123Z\",\"client\":\"127.0.0.1\","
+                     "\"client_port\":5555,\"listener\":\"web\",\"target\":\"backend.example:8080\","
+                     "\"verdict\":\"relayed\",\"error\":\"OK\",\"bytes_from_client\":1,"
+                     "\"bytes_to_client\":2,\"connect_us\":3,\"duration_us\":1234567,"
+                     "\"attempts\":1,\"id\":7}");
+}
+END_TEST
+
+START_TEST(access_common_format) {
+    ferry_session_info s = v4_session();
+    ferry_log_record r = http_record_for(&s);
+    ck_assert_str_eq(fmt(FERRY_ACCESS_COMMON, &r),
+                     "127.0.0.1 - - [27/Nov/2026:05:33:25 +0000] \"GET /path?q=1 HTTP/1.1\" 200 "
+                     "1234");
+
+    /* Quotes, backslashes and control bytes cannot leave the quoted request line. */
+    r = hostile_record_for(&s);
+    ck_assert_str_eq(fmt(FERRY_ACCESS_COMMON, &r),
+                     "127.0.0.1 - - [27/Nov/2026:05:33:25 +0000] "
+                     "\"POST /a b\\\\c\\\"d\\x09e HTTP/1.1\" 502 -");
+
+    /* No response: status "-". IPv6 clients are written bare, as Apache does. */
+    s.client_family = AF_INET6;
+    strcpy(s.client_addr, "2001:db8::5");
+    r.status = 0;
+    r.request_target = (ferry_view){"", 0};
+    r.start_unix_us = -1;
+    ck_assert_str_eq(fmt(FERRY_ACCESS_COMMON, &r),
+                     "2001:db8::5 - - [31/Dec/1969:23:59:59 +0000] \"POST - HTTP/1.1\" - -");
+
+    /* A TCP record: no request line and no status; nothing sent as a response body. */
+    s = v4_session();
+    r = record_for(&s);
+    ck_assert_str_eq(fmt(FERRY_ACCESS_COMMON, &r),
+                     "127.0.0.1 - - [27/Nov/2026:05:33:25 +0000] \"-\" - -");
+    r.status = 404; /* ignored without a method */
+    ck_assert_str_eq(fmt(FERRY_ACCESS_COMMON, &r),
+                     "127.0.0.1 - - [27/Nov/2026:05:33:25 +0000] \"-\" - -");
+
+    /* No session at all; a leap day. */
+    r.session = NULL;
+    r.start_unix_us = 951782400000000; /* 2000-02-29T00:00:00Z */
+    ck_assert_str_eq(fmt(FERRY_ACCESS_COMMON, &r),
+                     "- - - [29/Feb/2000:00:00:00 +0000] \"-\" - -");
+}
+END_TEST
+
+START_TEST(access_combined_format) {
+    ferry_session_info s = v4_session();
+    ferry_log_record r = http_record_for(&s);
+    ck_assert_str_eq(fmt(FERRY_ACCESS_COMBINED, &r),
+                     "127.0.0.1 - - [27/Nov/2026:05:33:25 +0000] \"GET /path?q=1 HTTP/1.1\" 200 "
+                     "1234 \"https://ref.example/\" \"curl/8.0\"");
+
+    r = hostile_record_for(&s);
+    ck_assert_str_eq(fmt(FERRY_ACCESS_COMBINED, &r),
+                     "127.0.0.1 - - [27/Nov/2026:05:33:25 +0000] "
+                     "\"POST /a b\\\\c\\\"d\\x09e HTTP/1.1\" 502 - \"http://r/\\\"x\\\" \\\"\" "
+                     "\"M\\\" 1 \\\"\\\\\\x0d\\x0a1.2.3.4 x\\x00y\\x7f\"");
+    /* The forged line break and quotes are gone: one line, and every '"' inside a field
+     * follows a backslash. */
+    const char *line = fmt(FERRY_ACCESS_COMBINED, &r);
+    ck_assert_ptr_null(strpbrk(line, "\r\n"));
+    size_t unescaped = 0;
+    for (size_t i = 0; line[i]; i++) {
+        if (line[i] == '\\') {
+            i++;
+            continue;
+        }
+        unescaped += line[i] == '"';
+    }
+    ck_assert_uint_eq(unescaped, 6);
+
+    /* Absent referer and user agent. */
+    r = http_record_for(&s);
+    r.referer = (ferry_view){NULL, 0};
+    r.user_agent = (ferry_view){"", 0};
+    ck_assert_str_eq(fmt(FERRY_ACCESS_COMBINED, &r),
+                     "127.0.0.1 - - [27/Nov/2026:05:33:25 +0000] \"GET /path?q=1 HTTP/1.1\" 200 "
+                     "1234 \"-\" \"-\"");
+
+    /* TCP */
+    r = record_for(&s);
+    ck_assert_str_eq(fmt(FERRY_ACCESS_COMBINED, &r),
+                     "127.0.0.1 - - [27/Nov/2026:05:33:25 +0000] \"-\" - - \"-\" \"-\"");
+}
+END_TEST
+
 START_TEST(access_format_truncates_like_snprintf) {
     ferry_session_info s = v4_session();
-    ferry_log_record r = record_for(&s);
-    for (int f = FERRY_ACCESS_TEXT; f <= FERRY_ACCESS_JSON; f++) {
-        char full[1024];
-        size_t need = ferry_access_format_record((ferry_access_format)f, &r, full, sizeof full);
-        ck_assert_uint_eq(need, strlen(full));
-        ck_assert_uint_eq(ferry_access_format_record((ferry_access_format)f, &r, NULL, 0), need);
-        for (size_t size = 1; size <= need + 1; size++) {
-            char buf[1024];
-            memset(buf, '#', sizeof buf);
-            ck_assert_uint_eq(ferry_access_format_record((ferry_access_format)f, &r, buf, size),
+    ferry_log_record recs[3] = {record_for(&s), http_record_for(&s), hostile_record_for(&s)};
+    for (size_t k = 0; k < FERRY__ARRAY_LEN(recs); k++) {
+        const ferry_log_record *r = &recs[k];
+        for (int f = FERRY_ACCESS_TEXT; f <= FERRY_ACCESS_COMBINED; f++) {
+            char full[1024];
+            size_t need =
+                ferry_access_format_record((ferry_access_format)f, r, full, sizeof full);
+            ck_assert_uint_lt(need, sizeof full);
+            ck_assert_uint_eq(need, strlen(full));
+            ck_assert_uint_eq(ferry_access_format_record((ferry_access_format)f, r, NULL, 0),
                               need);
-            ck_assert_uint_eq(strlen(buf), size - 1 < need ? size - 1 : need);
-            ck_assert_int_eq(strncmp(buf, full, size - 1), 0);
-            ck_assert_int_eq(buf[size], '#'); /* nothing past size */
+            for (size_t size = 1; size <= need + 1; size++) {
+                char buf[1024];
+                memset(buf, '#', sizeof buf);
+                ck_assert_uint_eq(
+                    ferry_access_format_record((ferry_access_format)f, r, buf, size), need);
+                ck_assert_uint_eq(strlen(buf), size - 1 < need ? size - 1 : need);
+                ck_assert_int_eq(strncmp(buf, full, size - 1), 0);
+                ck_assert_int_eq(buf[size], '#'); /* nothing past size */
+            }
         }
     }
+    /* Unknown formats fall back to TEXT. */
+    char a[1024], b[1024];
+    ferry_access_format_record(FERRY_ACCESS_TEXT, &recs[1], a, sizeof a);
+    ferry_access_format_record((ferry_access_format)99, &recs[1], b, sizeof b);
+    ck_assert_str_eq(a, b);
     char one = 'x';
     ck_assert_uint_eq(ferry_access_format_record(FERRY_ACCESS_TEXT, NULL, &one, 1), 0);
     ck_assert_int_eq(one, '\0');
@@ -518,6 +713,10 @@ int main(void) {
     tcase_add_test(tc, log_fn_writes_timestamped_level_lines);
     tcase_add_test(tc, access_text_format);
     tcase_add_test(tc, access_json_format);
+    tcase_add_test(tc, access_http_text_format);
+    tcase_add_test(tc, access_http_json_format);
+    tcase_add_test(tc, access_common_format);
+    tcase_add_test(tc, access_combined_format);
     tcase_add_test(tc, access_format_truncates_like_snprintf);
     tcase_add_test(tc, bad_paths_and_arguments_fail);
     tcase_add_test(tc, fds_are_released_and_std_streams_kept);

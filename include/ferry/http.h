@@ -1,0 +1,62 @@
+/* HTTP transactions as hooks see them. A ferry_txn is one request and its response on an
+ * HTTP listener. It is valid only inside the hook call that receives it, on that worker's
+ * thread. Header views point into ferry's buffers and are valid until the hook returns. */
+#ifndef FERRY_HTTP_H
+#define FERRY_HTTP_H
+
+#include <stddef.h>
+#include "ferry/export.h"
+#include "ferry/error.h"
+#include "ferry/session.h"
+#include "ferry/view.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ferry_txn ferry_txn;
+
+/* Which message of the transaction a header call works on. */
+typedef enum ferry_txn_part {
+    FERRY_TXN_REQUEST = 0,
+    FERRY_TXN_RESPONSE = 1
+} ferry_txn_part;
+
+FERRY_API const ferry_session_info *ferry_txn_session(const ferry_txn *txn);
+FERRY_API ferry_view ferry_txn_method(const ferry_txn *txn);
+/* The request target as received (origin-form "/path?q" on a reverse listener). */
+FERRY_API ferry_view ferry_txn_target(const ferry_txn *txn);
+/* The response status, 0 before a response exists. */
+FERRY_API int ferry_txn_status(const ferry_txn *txn);
+
+FERRY_API unsigned ferry_txn_header_count(const ferry_txn *txn, ferry_txn_part part);
+/* The i-th header (0-based, in order); FERRY_EINVAL when out of range. */
+FERRY_API ferry_err ferry_txn_header_at(const ferry_txn *txn, ferry_txn_part part, unsigned i,
+                                        ferry_http_header *out);
+/* First header named `name` (case-insensitive). FERRY_OK and *value, or FERRY_EINVAL if
+ * there is none. */
+FERRY_API ferry_err ferry_txn_header_get(const ferry_txn *txn, ferry_txn_part part,
+                                         const char *name, ferry_view *value);
+/* Replace every `name` header by one with `value` (added if absent). Name must be a token,
+ * value free of CR, LF, NUL and other controls: else FERRY_EINVAL and nothing changes.
+ * Framing and hop-by-hop headers (Content-Length, Transfer-Encoding, Connection, ...)
+ * are ferry's to write: setting them is refused with FERRY_EINVAL. Strings are copied. */
+FERRY_API ferry_err ferry_txn_header_set(ferry_txn *txn, ferry_txn_part part, const char *name,
+                                         const char *value);
+/* Append a header (same rules as set). */
+FERRY_API ferry_err ferry_txn_header_add(ferry_txn *txn, ferry_txn_part part, const char *name,
+                                         const char *value);
+/* Remove every header named `name`; FERRY_OK even if none was there. */
+FERRY_API ferry_err ferry_txn_header_remove(ferry_txn *txn, ferry_txn_part part, const char *name);
+
+/* From on_request: answer locally instead of proxying. The hook then returns
+ * FERRY_RESPOND. content_type may be NULL (no Content-Type); body is copied. */
+FERRY_API ferry_err ferry_txn_respond(ferry_txn *txn, int status, const char *content_type,
+                                      const char *body, size_t body_len);
+/* From on_request: the status used when the hook returns FERRY_REJECT (default 403). */
+FERRY_API ferry_err ferry_txn_set_reject_status(ferry_txn *txn, int status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

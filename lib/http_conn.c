@@ -1,0 +1,1092 @@
+/* HTTP/1.1 client connections: read a request head, ask hooks and the direction policy,
+ * take a pooled (or new) upstream connection, stream the request body and the response
+ * back, re-framing both; keep-alive and in-order pipelining on the client side, a
+ * per-worker idle pool on the upstream side. One worker owns a connection for its life. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http_int.h"
+
+enum { HIGH_WATER = 65536, READ_CHUNK = 16384 };
+
+enum client_state {
+    CS_HEAD,     /* waiting for (more of) a request head; also keep-alive idle */
+    CS_ROUTING,  /* choosing and connecting an upstream */
+    CS_EXCHANGE, /* request head sent: body (if any) up, response down */
+    CS_CLOSING,  /* flushing the last bytes, then close */
+    CS_TUNNEL    /* after 101 Switching Protocols: opaque relay */
+};
+
+struct ferry__http_upstream {
+    ferry__http_upstream *prev, *next; /* worker's idle list */
+    ferry__worker *worker;
+    int fd;
+    ferry__sockaddr addr; /* pool key */
+    ferry__bytes in, out;
+    unsigned uses;        /* exchanges completed on this connection */
+    int connecting;
+    ferry__timer idle_timer;
+};
+
+/* Routing state: alive from the request head to the response head (kept for a retry). */
+typedef struct route {
+    ferry_target target;
+    ferry__addrs addrs;
+    unsigned next_addr;
+    ferry__resolve_req *resolve;
+    uintptr_t policy_state;
+    unsigned attempts;
+    ferry_err last_error;
+    char target_text[FERRY_HOST_MAX + 16];
+} route;
+
+struct ferry__http_conn {
+    ferry__conn base;
+    int fd;
+    uint8_t state;
+    uint8_t first;          /* no request seen yet on this connection */
+    uint8_t client_11;      /* the current request is HTTP/1.1 */
+    uint8_t keep_alive;     /* the client may send another request after this one */
+    uint8_t upgrade;        /* the request asks for a protocol switch */
+    uint8_t retried;
+    uint8_t req_done, resp_head_done, resp_chunked_out, resp_done, close_after;
+    uint8_t req_body, resp_body;
+    ferry_session_info info;
+    ferry__bytes in, out;
+    ferry__timer timer;
+    ferry_txn txn;
+    ferry_view replay; /* the request head as sent, kept (in the txn arena) for one retry */
+    ferry__http_upstream *up;
+    route *rt;
+    ferry__relay *tunnel;
+    size_t head_len;
+    uint64_t req_left, resp_left, req_bytes, resp_bytes, bytes_in;
+    ferry__chunked req_dec, resp_dec;
+    uint64_t txn_start_us, connect_start_us, connect_us, head_us;
+    int64_t txn_wall_us;
+    ferry__http_limits limits;
+};
+
+const ferry_session_info *ferry__http_conn_info(const ferry__http_conn *c) { return &c->info; }
+int ferry__http_conn_forwarded(const ferry__http_conn *c) {
+    return c->base.listener->opts.forwarded_headers;
+}
+
+static const ferry_allocator *alloc_of(const ferry__http_conn *c) {
+    return &c->base.worker->engine->alloc;
+}
+static ferry__loop *loop_of(const ferry__http_conn *c) { return c->base.worker->loop; }
+static const ferry_listener_opts *opts_of(const ferry__http_conn *c) {
+    return &c->base.listener->opts;
+}
+static const ferry_hook_ops *hooks_of(const ferry__http_conn *c) { return opts_of(c)->hooks.ops; }
+static void *hook_data(const ferry__http_conn *c) { return opts_of(c)->hooks.user_data; }
+
+static void client_io(ferry__loop *loop, int fd, void *ud, int mask);
+static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask);
+static void start_head(ferry__http_conn *c);
+static void route_next(ferry__http_conn *c);
+static void try_address(ferry__http_conn *c);
+
+/* ---- upstream connections and the per-worker idle pool ---- */
+
+static void upstream_free(ferry__worker *w, ferry__http_upstream *u) {
+    const ferry_allocator *a = &w->engine->alloc;
+    ferry__loop_unwatch(w->loop, u->fd);
+    ferry__timer_stop(w->loop, &u->idle_timer);
+    close(u->fd);
+    ferry__bytes_free(&u->in, a);
+    ferry__bytes_free(&u->out, a);
+    ferry__free(a, u);
+}
+
+static void idle_unlink(ferry__worker *w, ferry__http_upstream *u) {
+    if (u->prev)
+        u->prev->next = u->next;
+    else
+        w->http_idle = u->next;
+    if (u->next) u->next->prev = u->prev;
+    u->prev = u->next = NULL;
+    w->http_idle_count--;
+}
+
+/* An idle pooled connection became readable: the server closed it (or sent garbage). */
+static void idle_io(ferry__loop *loop, int fd, void *ud, int mask) {
+    (void)loop;
+    (void)fd;
+    (void)mask;
+    ferry__http_upstream *u = ud;
+    idle_unlink(u->worker, u);
+    upstream_free(u->worker, u);
+}
+
+static void idle_expired(ferry__loop *loop, void *ud) {
+    (void)loop;
+    ferry__http_upstream *u = ud;
+    idle_unlink(u->worker, u);
+    upstream_free(u->worker, u);
+}
+
+static void pool_put(ferry__http_conn *c, ferry__http_upstream *u) {
+    ferry__worker *w = c->base.worker;
+    const ferry_listener_opts *o = opts_of(c);
+    u->uses++;
+    ferry__bytes_free(&u->in, alloc_of(c));
+    ferry__bytes_free(&u->out, alloc_of(c));
+    if (w->stopping || w->http_idle_count >= o->upstream_max_idle ||
+        ferry__loop_watch(w->loop, u->fd, FERRY__READABLE, idle_io, u) != FERRY_OK ||
+        ferry__timer_start(w->loop, &u->idle_timer, o->upstream_idle_timeout_ms, idle_expired, u)) {
+        upstream_free(w, u);
+        return;
+    }
+    u->next = w->http_idle;
+    u->prev = NULL;
+    if (w->http_idle) w->http_idle->prev = u;
+    w->http_idle = u;
+    w->http_idle_count++;
+}
+
+static int same_addr(const ferry__sockaddr *a, const ferry__sockaddr *b) {
+    if (a->sa.sa_family != b->sa.sa_family) return 0;
+    if (a->sa.sa_family == AF_INET)
+        return a->in.sin_port == b->in.sin_port && a->in.sin_addr.s_addr == b->in.sin_addr.s_addr;
+    return a->in6.sin6_port == b->in6.sin6_port &&
+           memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, 16) == 0;
+}
+
+static ferry__http_upstream *pool_take(ferry__worker *w, const ferry__sockaddr *addr) {
+    for (ferry__http_upstream *u = w->http_idle; u; u = u->next) {
+        if (!same_addr(&u->addr, addr)) continue;
+        idle_unlink(w, u);
+        ferry__timer_stop(w->loop, &u->idle_timer);
+        ferry__loop_unwatch(w->loop, u->fd);
+        return u;
+    }
+    return NULL;
+}
+
+void ferry__http_pool_clear(ferry__worker *w) {
+    while (w->http_idle) {
+        ferry__http_upstream *u = w->http_idle;
+        idle_unlink(w, u);
+        upstream_free(w, u);
+    }
+}
+
+/* ---- interest and timers ---- */
+
+static size_t out_pending(const ferry__http_conn *c) { return ferry__bytes_pending(&c->out); }
+
+static void update_interest(ferry__http_conn *c) {
+    int cm = 0, um = 0;
+    ferry__http_upstream *u = c->up;
+    switch (c->state) {
+    case CS_HEAD:
+        /* Pipelined requests wait in the kernel while responses are still going out. */
+        if (out_pending(c) < HIGH_WATER) cm |= FERRY__READABLE;
+        break;
+    case CS_EXCHANGE:
+        if (!c->req_done && u && ferry__bytes_pending(&u->out) < HIGH_WATER) cm |= FERRY__READABLE;
+        if (u && !c->resp_done && out_pending(c) < HIGH_WATER) um |= FERRY__READABLE;
+        break;
+    default:
+        break;
+    }
+    if (out_pending(c)) cm |= FERRY__WRITABLE;
+    if (u && (u->connecting || ferry__bytes_pending(&u->out))) um |= FERRY__WRITABLE;
+    if (c->state == CS_TUNNEL) return;
+    ferry__loop_watch(loop_of(c), c->fd, cm, client_io, c);
+    if (u) ferry__loop_watch(loop_of(c), u->fd, um, upstream_io, c);
+}
+
+static void on_timer(ferry__loop *loop, void *ud);
+
+static void arm(ferry__http_conn *c, unsigned ms) {
+    if (ferry__timer_start(loop_of(c), &c->timer, ms, on_timer, c) != FERRY_OK)
+        ferry__timer_stop(loop_of(c), &c->timer); /* no memory: the transaction simply has no deadline */
+}
+
+/* ---- ending ---- */
+
+static void log_txn(ferry__http_conn *c, const char *verdict, ferry_err err) {
+    const ferry_hook_ops *ops = hooks_of(c);
+    const ferry_listener_opts *o = opts_of(c);
+    ferry_txn *t = &c->txn;
+    ferry_log_record rec = {
+        .session = &c->info,
+        .target = c->rt ? c->rt->target_text : "",
+        .verdict = verdict,
+        .error = err,
+        .bytes_from_client = c->req_bytes,
+        .bytes_to_client = c->resp_bytes,
+        .connect_us = c->connect_us,
+        .duration_us = ferry__now_us() - c->txn_start_us,
+        .start_unix_us = c->txn_wall_us,
+        .connect_attempts = c->rt ? c->rt->attempts : 0,
+        .method = t->method,
+        .request_target = t->target,
+        .host = t->host,
+        .referer = t->referer,
+        .user_agent = t->user_agent,
+        .status = t->status,
+        .first_byte_us = c->head_us,
+        .response_bytes = c->resp_bytes,
+    };
+    if (ops && ops->on_log) ops->on_log(hook_data(c), &rec);
+    if (o->access_log) {
+        char line[2048];
+        size_t n = ferry_access_format_record((ferry_access_format)o->access_format, &rec, line,
+                                              sizeof line);
+        ferry_logger_write(o->access_log, line, n < sizeof line ? n : sizeof line - 1);
+    }
+}
+
+static void free_route(ferry__http_conn *c) {
+    if (!c->rt) return;
+    if (c->rt->resolve) ferry__resolve_cancel(c->rt->resolve);
+    ferry__free(alloc_of(c), c->rt);
+    c->rt = NULL;
+}
+
+static void end_txn_state(ferry__http_conn *c) {
+    free_route(c);
+    c->replay = (ferry_view){NULL, 0};
+    ferry__txn_reset(&c->txn);
+    c->connect_us = c->req_bytes = c->resp_bytes = 0;
+}
+
+static void conn_free(ferry__http_conn *c) {
+    ferry__worker *w = c->base.worker;
+    const ferry_allocator *a = alloc_of(c);
+    ferry__timer_stop(w->loop, &c->timer);
+    if (c->tunnel) {
+        ferry__relay_stop(c->tunnel);
+        ferry__free(a, c->tunnel);
+    }
+    if (c->up) upstream_free(w, c->up);
+    ferry__loop_unwatch(w->loop, c->fd);
+    close(c->fd);
+    end_txn_state(c);
+    ferry__bytes_free(&c->in, a);
+    ferry__bytes_free(&c->out, a);
+    const ferry_hook_ops *ops = hooks_of(c);
+    if (ops && ops->on_close) ops->on_close(hook_data(c), &c->info);
+    ferry__conn_unlink(&c->base);
+    ferry__free(a, c);
+}
+
+/* Close now. A transaction in progress is logged with `verdict`/`err`. */
+static void conn_close(ferry__http_conn *c, const char *verdict, ferry_err err) {
+    if (c->txn.method.len) log_txn(c, verdict, err); /* a transaction was under way */
+    conn_free(c);
+}
+
+static void abort_conn(ferry__conn *base, ferry_err why) {
+    conn_close((ferry__http_conn *)base, "drained", why);
+}
+
+/* Shutdown began: idle keep-alive connections close now, busy ones after their response. */
+static void drain_conn(ferry__conn *base) {
+    ferry__http_conn *c = (ferry__http_conn *)base;
+    c->keep_alive = 0;
+    c->close_after = 1;
+    if (c->state == CS_HEAD && !ferry__bytes_pending(&c->in)) conn_free(c);
+}
+
+/* Answer with a short response of our own and close once it is written. */
+static void answer_and_close(ferry__http_conn *c, int status, const char *verdict, ferry_err err) {
+    ferry__timer_stop(loop_of(c), &c->timer);
+    if (c->up) {
+        upstream_free(c->base.worker, c->up);
+        c->up = NULL;
+    }
+    free_route(c);
+    char body[64];
+    int n = snprintf(body, sizeof body, "%d %s\n", status, ferry__http_reason(status));
+    int head_only = ferry__view_ieq(c->txn.req.method, "head");
+    if (ferry__http_write_simple(&c->out, alloc_of(c), status, "text/plain", body, (size_t)n, 1,
+                                 head_only)) {
+        conn_close(c, "error", FERRY_ENOMEM);
+        return;
+    }
+    c->txn.status = status;
+    log_txn(c, verdict, err);
+    end_txn_state(c);
+    c->state = CS_CLOSING;
+    arm(c, opts_of(c)->body_timeout_ms);
+    update_interest(c);
+}
+
+/* Response to the client is complete: log, recycle the upstream, go on with the next
+ * request or close. */
+static void finish_txn(ferry__http_conn *c) {
+    ferry__http_upstream *u = c->up;
+    ferry__timer_stop(loop_of(c), &c->timer);
+    log_txn(c, "relayed", FERRY_OK);
+    if (u) {
+        c->up = NULL;
+        int reusable = c->resp_body != FERRY__BODY_UNTIL_CLOSE && c->req_done &&
+                       !(c->txn.resp.flags & FERRY__HTTP_CONN_CLOSE) &&
+                       ferry__bytes_pending(&u->in) == 0 && ferry__bytes_pending(&u->out) == 0;
+        ferry__loop_unwatch(loop_of(c), u->fd);
+        if (reusable)
+            pool_put(c, u);
+        else
+            upstream_free(c->base.worker, u);
+    }
+    int close_now = c->close_after || !c->keep_alive || !c->req_done;
+    end_txn_state(c);
+    if (close_now) {
+        c->state = CS_CLOSING;
+        arm(c, opts_of(c)->body_timeout_ms);
+        update_interest(c);
+        if (!out_pending(c)) conn_close(c, "relayed", FERRY_OK);
+        return;
+    }
+    start_head(c);
+}
+
+/* ---- request head ---- */
+
+static void start_txn(ferry__http_conn *c);
+
+static void parse_head(ferry__http_conn *c) {
+    ferry__http_msg *m = &c->txn.req;
+    if (!m->headers) {
+        m->headers = ferry__malloc(alloc_of(c), c->limits.max_headers * sizeof *m->headers);
+        if (!m->headers) {
+            conn_close(c, "error", FERRY_ENOMEM);
+            return;
+        }
+    }
+    ferry__http_error herr = FERRY__HTTP_E_NONE;
+    int n = ferry__http_parse_request(ferry__bytes_head(&c->in), ferry__bytes_pending(&c->in),
+                                      &c->limits, m, &herr);
+    if (n == 0) {
+        update_interest(c);
+        return;
+    }
+    if (n < 0) {
+        ferry__log(c->base.worker->engine, FERRY_LOG_INFO, "%s: %s: bad request: %s",
+                   c->base.listener->name, c->info.client_addr, ferry__http_error_text(herr));
+        answer_and_close(c, ferry__http_error_status(herr), "rejected", FERRY_EPROTO);
+        return;
+    }
+    c->head_len = (size_t)n;
+    c->head_us = ferry__now_us() - c->txn_start_us;
+    start_txn(c);
+}
+
+static void start_head(ferry__http_conn *c) {
+    c->state = CS_HEAD;
+    c->txn_start_us = ferry__now_us();
+    c->txn_wall_us = ferry__wall_us();
+    const ferry_listener_opts *o = opts_of(c);
+    arm(c, c->first || ferry__bytes_pending(&c->in) ? o->header_timeout_ms : o->keepalive_timeout_ms);
+    ferry__bytes_trim(&c->in, alloc_of(c));
+    if (ferry__bytes_pending(&c->in))
+        parse_head(c); /* a pipelined request is already here */
+    else
+        update_interest(c);
+}
+
+static int idempotent(ferry_view method) {
+    static const char *const m[] = {"get", "head", "options", "trace", "put", "delete"};
+    for (size_t i = 0; i < FERRY__ARRAY_LEN(m); i++)
+        if (ferry__view_ieq(method, m[i])) return 1;
+    return 0;
+}
+
+static void start_txn(ferry__http_conn *c) {
+    ferry_txn *t = &c->txn;
+    const ferry_listener_opts *o = opts_of(c);
+    c->first = 0;
+    c->client_11 = t->req.version_minor == 1;
+    c->keep_alive = !(t->req.flags & FERRY__HTTP_CONN_CLOSE) && !c->base.worker->stopping &&
+                    (c->client_11 || (t->req.flags & FERRY__HTTP_CONN_KEEP_ALIVE));
+    c->upgrade = (t->req.flags & FERRY__HTTP_CONN_UPGRADE) != 0;
+    c->req_body = t->req.body;
+    c->req_left = t->req.content_length;
+    c->req_done = c->req_body == FERRY__BODY_NONE;
+    c->resp_head_done = c->resp_done = c->resp_chunked_out = c->close_after = 0;
+    c->retried = 0;
+    ferry__chunked_init(&c->req_dec);
+    if (ferry__txn_take_request(t)) {
+        conn_close(c, "error", FERRY_ENOMEM);
+        return;
+    }
+    if (t->req.target_form != FERRY__TARGET_ORIGIN && t->req.target_form != FERRY__TARGET_ASTERISK) {
+        /* Reverse listeners serve origin-form targets; proxy forms belong to forward ones. */
+        answer_and_close(c, 400, "rejected", FERRY_EPROTO);
+        return;
+    }
+    if (o->max_body_bytes && c->req_body == FERRY__BODY_LENGTH && c->req_left > o->max_body_bytes) {
+        answer_and_close(c, 413, "rejected", FERRY_ELIMIT);
+        return;
+    }
+    const ferry_hook_ops *ops = hooks_of(c);
+    if (ops && ops->on_request) {
+        ferry_verdict v = ops->on_request(hook_data(c), t);
+        if (v == FERRY_REJECT) {
+            answer_and_close(c, t->reject_status, "rejected", FERRY_EREJECTED);
+            return;
+        }
+        if (v == FERRY_RESPOND && t->local_status) {
+            int head_only = ferry__view_ieq(t->req.method, "head");
+            /* Keep the connection only if no request body is left unread. */
+            int close = !c->keep_alive || !c->req_done;
+            if (ferry__http_write_simple(&c->out, alloc_of(c), t->local_status, t->local_type,
+                                         t->local_body, t->local_len, close, head_only)) {
+                conn_close(c, "error", FERRY_ENOMEM);
+                return;
+            }
+            t->status = t->local_status;
+            c->resp_bytes = head_only ? 0 : t->local_len;
+            ferry__bytes_consume(&c->in, c->head_len);
+            c->close_after = (uint8_t)close;
+            finish_txn(c);
+            return;
+        }
+    }
+    c->rt = ferry__calloc(alloc_of(c), sizeof *c->rt);
+    if (!c->rt) {
+        conn_close(c, "error", FERRY_ENOMEM);
+        return;
+    }
+    c->state = CS_ROUTING;
+    ferry__timer_stop(loop_of(c), &c->timer);
+    update_interest(c);
+    route_next(c);
+}
+
+/* ---- routing and connecting ---- */
+
+static int status_for(ferry_err err) {
+    if (err == FERRY_ENOUPSTREAM) return 503;
+    if (err == FERRY_ETIMEDOUT) return 504;
+    return 502;
+}
+
+static void send_request(ferry__http_conn *c);
+
+static void connect_done(ferry__http_conn *c, ferry_err err) {
+    ferry__http_upstream *u = c->up;
+    route *rt = c->rt;
+    const ferry_direction_ops *d = opts_of(c)->direction;
+    if (err) {
+        upstream_free(c->base.worker, u);
+        c->up = NULL;
+        rt->last_error = err;
+        if (rt->next_addr < rt->addrs.count) {
+            try_address(c);
+            return;
+        }
+        if (d->connect_result) d->connect_result(opts_of(c)->direction_data, &rt->target, err);
+        ferry__log(c->base.worker->engine, FERRY_LOG_WARN, "%s: connect to %s failed: %s",
+                   c->base.listener->name, rt->target_text, ferry_strerror(err));
+        route_next(c);
+        return;
+    }
+    u->connecting = 0;
+    c->connect_us = ferry__now_us() - c->connect_start_us;
+    if (d->connect_result) d->connect_result(opts_of(c)->direction_data, &rt->target, FERRY_OK);
+    int one = 1;
+    setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    send_request(c);
+}
+
+static void try_address(ferry__http_conn *c) {
+    route *rt = c->rt;
+    ferry__worker *w = c->base.worker;
+    const ferry__sockaddr *a = &rt->addrs.addr[rt->next_addr++];
+    c->connect_start_us = ferry__now_us();
+    if (!c->retried) {
+        ferry__http_upstream *pooled = pool_take(w, a);
+        if (pooled) {
+            c->up = pooled;
+            c->connect_us = 0;
+            send_request(c);
+            return;
+        }
+    }
+    ferry__http_upstream *u = ferry__calloc(alloc_of(c), sizeof *u);
+    if (!u) {
+        answer_and_close(c, 502, "error", FERRY_ENOMEM);
+        return;
+    }
+    u->worker = w;
+    u->addr = *a;
+    u->fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (u->fd < 0) {
+        ferry__free(alloc_of(c), u);
+        answer_and_close(c, 502, "error", ferry__err_from_errno(errno));
+        return;
+    }
+    c->up = u;
+    int rc;
+    do rc = connect(u->fd, &a->sa, ferry__sockaddr_len(a));
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0 && errno != EINPROGRESS) {
+        connect_done(c, ferry__err_from_errno(errno));
+        return;
+    }
+    u->connecting = 1;
+    arm(c, opts_of(c)->connect_timeout_ms);
+    update_interest(c);
+}
+
+static void on_resolved(void *ud, ferry_err result, const ferry__addrs *addrs) {
+    ferry__http_conn *c = ud;
+    c->rt->resolve = NULL;
+    if (result) {
+        c->rt->last_error = result;
+        route_next(c);
+        return;
+    }
+    c->rt->addrs = *addrs;
+    c->rt->next_addr = 0;
+    try_address(c);
+}
+
+static void route_next(ferry__http_conn *c) {
+    route *rt = c->rt;
+    const ferry_listener_opts *o = opts_of(c);
+    const ferry_hook_ops *ops = hooks_of(c);
+    for (;;) {
+        if (o->max_connect_attempts && rt->attempts >= o->max_connect_attempts) break;
+        memset(&rt->target, 0, sizeof rt->target);
+        ferry_err err = o->direction->pick(o->direction_data, &c->info, rt->attempts,
+                                           &rt->policy_state, &rt->target);
+        if (err) {
+            if (err != FERRY_ENOUPSTREAM) rt->last_error = err;
+            break;
+        }
+        if (ops && ops->on_route &&
+            ops->on_route(hook_data(c), &c->info, rt->attempts, &rt->target) == FERRY_REJECT) {
+            answer_and_close(c, c->txn.reject_status, "rejected", FERRY_EREJECTED);
+            return;
+        }
+        rt->attempts++;
+        rt->target.host[FERRY_HOST_MAX - 1] = '\0';
+        if (rt->target.backend)
+            snprintf(rt->target_text, sizeof rt->target_text, "%s",
+                     ferry_backend_address(rt->target.backend));
+        else
+            snprintf(rt->target_text, sizeof rt->target_text,
+                     strchr(rt->target.host, ':') ? "[%s]:%u" : "%s:%u", rt->target.host,
+                     (unsigned)rt->target.port);
+        rt->next_addr = 0;
+        if (rt->target.backend) {
+            rt->addrs.count = 1;
+            rt->addrs.addr[0] = rt->target.backend->addr;
+        } else {
+            ferry__resolve_req *pending = NULL;
+            err = ferry__resolve(c->base.worker->engine->resolver, loop_of(c), rt->target.host,
+                                 rt->target.port, on_resolved, c, &pending, &rt->addrs);
+            if (err == FERRY_OK && pending) {
+                rt->resolve = pending;
+                return;
+            }
+            if (err) {
+                rt->last_error = err;
+                continue;
+            }
+        }
+        try_address(c);
+        return;
+    }
+    ferry__log(c->base.worker->engine, FERRY_LOG_WARN,
+               "%s: no upstream available for %s after %u attempt(s)%s%s", c->base.listener->name,
+               c->info.client_addr, rt->attempts, rt->last_error ? "; last error: " : "",
+               rt->last_error ? ferry_strerror(rt->last_error) : "");
+    ferry_err why = rt->attempts == 0 ? FERRY_ENOUPSTREAM : rt->last_error;
+    answer_and_close(c, status_for(why ? why : FERRY_ENOUPSTREAM), "no-upstream",
+                     why ? why : FERRY_ENOUPSTREAM);
+}
+
+/* ---- the exchange ---- */
+
+static ferry_err append_chunk(ferry__bytes *out, const ferry_allocator *a, const char *p, size_t n) {
+    if (ferry__bytes_append_u64(out, a, n, 1) || ferry__bytes_append(out, a, "\r\n", 2) ||
+        ferry__bytes_append(out, a, p, n) || ferry__bytes_append(out, a, "\r\n", 2))
+        return FERRY_ENOMEM;
+    return FERRY_OK;
+}
+
+/* Move request body bytes from the client buffer to the upstream buffer. */
+static int pump_request_body(ferry__http_conn *c) {
+    ferry__http_upstream *u = c->up;
+    const ferry_allocator *a = alloc_of(c);
+    const ferry_listener_opts *o = opts_of(c);
+    while (!c->req_done && ferry__bytes_pending(&c->in) && ferry__bytes_pending(&u->out) < HIGH_WATER) {
+        const char *p = ferry__bytes_head(&c->in);
+        size_t n = ferry__bytes_pending(&c->in);
+        if (c->req_body == FERRY__BODY_LENGTH) {
+            size_t take = n < c->req_left ? n : (size_t)c->req_left;
+            if (ferry__bytes_append(&u->out, a, p, take)) return -1;
+            ferry__bytes_consume(&c->in, take);
+            c->req_left -= take;
+            c->req_bytes += take;
+            if (c->req_left == 0) c->req_done = 1;
+            continue;
+        }
+        size_t used = 0;
+        ferry_view data = {0};
+        ferry__http_error herr = FERRY__HTTP_E_NONE;
+        int r = ferry__chunked_decode(&c->req_dec, p, n, &used, &data, &herr);
+        if (r == FERRY__CHUNKED_ERROR) return -2;
+        if (r == FERRY__CHUNKED_DATA) {
+            if (append_chunk(&u->out, a, data.ptr, data.len)) return -1;
+            c->req_bytes += data.len;
+            if (o->max_body_bytes && c->req_bytes > o->max_body_bytes) return -3;
+        }
+        if (r == FERRY__CHUNKED_DONE) {
+            if (ferry__bytes_append(&u->out, a, "0\r\n\r\n", 5)) return -1;
+            c->req_done = 1;
+        }
+        ferry__bytes_consume(&c->in, used);
+        if (r == FERRY__CHUNKED_NEED_MORE) break;
+    }
+    return 0;
+}
+
+static void send_request(ferry__http_conn *c) {
+    ferry_txn *t = &c->txn;
+    const ferry_hook_ops *ops = hooks_of(c);
+    ferry__http_upstream *u = c->up;
+    if (ops && ops->on_upstream_request && !c->retried &&
+        ops->on_upstream_request(hook_data(c), t) == FERRY_REJECT) {
+        answer_and_close(c, t->reject_status, "rejected", FERRY_EREJECTED);
+        return;
+    }
+    if (c->retried && c->replay.len) {
+        if (ferry__bytes_append(&u->out, alloc_of(c), c->replay.ptr, c->replay.len)) {
+            answer_and_close(c, 502, "error", FERRY_ENOMEM);
+            return;
+        }
+    } else {
+        if (ferry__http_write_request_head(&u->out, alloc_of(c), t, c->req_body, c->req_left,
+                                           c->upgrade)) {
+            answer_and_close(c, 502, "error", FERRY_ENOMEM);
+            return;
+        }
+        /* A reused connection may turn out closed by the server: keep what was sent so
+         * a replayable request can be sent once more on a fresh connection. */
+        c->replay = (ferry_view){NULL, 0};
+        if (u->uses && c->req_body == FERRY__BODY_NONE && idempotent(t->req.method)) {
+            char *copy = ferry__txn_strdup(t, ferry__bytes_head(&u->out), ferry__bytes_pending(&u->out));
+            if (copy) c->replay = (ferry_view){copy, ferry__bytes_pending(&u->out)};
+        }
+    }
+    /* The head is out: its views into the client buffer are not used past this point. */
+    t->req_headers.count = 0;
+    if (c->head_len) {
+        ferry__bytes_consume(&c->in, c->head_len);
+        c->head_len = 0;
+    }
+    c->state = CS_EXCHANGE;
+    int r = pump_request_body(c);
+    if (r < 0) {
+        answer_and_close(c, r == -3 ? 413 : r == -2 ? 400 : 502, "error",
+                         r == -1 ? FERRY_ENOMEM : FERRY_EPROTO);
+        return;
+    }
+    arm(c, opts_of(c)->response_timeout_ms);
+    update_interest(c);
+}
+
+static void start_tunnel(ferry__http_conn *c);
+
+/* Move response bytes from upstream to the client; returns -1 when the connection was
+ * closed here (the caller must not touch c). */
+static int pump_response(ferry__http_conn *c, int upstream_eof) {
+    ferry__http_upstream *u = c->up;
+    ferry_txn *t = &c->txn;
+    const ferry_allocator *a = alloc_of(c);
+    while (!c->resp_head_done) {
+        if (!t->resp.headers) {
+            t->resp.headers = ferry__malloc(a, c->limits.max_headers * sizeof *t->resp.headers);
+            if (!t->resp.headers) {
+                answer_and_close(c, 502, "error", FERRY_ENOMEM);
+                return -1;
+            }
+        }
+        ferry__http_error herr = FERRY__HTTP_E_NONE;
+        int n = ferry__http_parse_response(ferry__bytes_head(&u->in), ferry__bytes_pending(&u->in),
+                                           &c->limits, t->req.method, &t->resp, &herr);
+        if (n == 0) {
+            if (!upstream_eof) return 0;
+            /* Closed before a whole head: a reused connection the server dropped gets one
+             * more try on a fresh connection if the request can be replayed. */
+            if (u->uses && !ferry__bytes_pending(&u->in) && !c->retried && c->replay.len) {
+                upstream_free(c->base.worker, u);
+                c->up = NULL;
+                c->retried = 1;
+                c->state = CS_ROUTING;
+                c->rt->next_addr--;
+                try_address(c);
+                return -1;
+            }
+            answer_and_close(c, 502, "error", FERRY_ECLOSED);
+            return -1;
+        }
+        if (n < 0) {
+            ferry__log(c->base.worker->engine, FERRY_LOG_WARN, "%s: bad response from %s: %s",
+                       c->base.listener->name, c->rt ? c->rt->target_text : "?",
+                       ferry__http_error_text(herr));
+            answer_and_close(c, 502, "error", FERRY_EPROTO);
+            return -1;
+        }
+        int status = t->resp.status;
+        if (status >= 100 && status < 200 && status != 101) {
+            /* Interim responses (100 Continue) go to HTTP/1.1 clients as they are. */
+            if (c->client_11 && ferry__bytes_append(&c->out, a, ferry__bytes_head(&u->in), (size_t)n)) {
+                answer_and_close(c, 502, "error", FERRY_ENOMEM);
+                return -1;
+            }
+            ferry__bytes_consume(&u->in, (size_t)n);
+            t->resp.status = 0;
+            continue;
+        }
+        if (ferry__txn_take_response(t)) {
+            answer_and_close(c, 502, "error", FERRY_ENOMEM);
+            return -1;
+        }
+        const ferry_hook_ops *ops = hooks_of(c);
+        if (ops && ops->on_response && ops->on_response(hook_data(c), t) == FERRY_REJECT) {
+            answer_and_close(c, 502, "rejected", FERRY_EREJECTED);
+            return -1;
+        }
+        if (status == 101) {
+            if (!c->upgrade) {
+                answer_and_close(c, 502, "error", FERRY_EPROTO);
+                return -1;
+            }
+            if (ferry__http_write_response_head(&c->out, a, t, FERRY__BODY_NONE, 0, 0, 0, 0, 1)) {
+                answer_and_close(c, 502, "error", FERRY_ENOMEM);
+                return -1;
+            }
+            ferry__bytes_consume(&u->in, (size_t)n);
+            t->status = 101;
+            start_tunnel(c);
+            return -1;
+        }
+        c->resp_body = t->resp.body;
+        c->resp_left = t->resp.content_length;
+        ferry__chunked_init(&c->resp_dec);
+        int until_close = c->resp_body == FERRY__BODY_UNTIL_CLOSE;
+        c->resp_chunked_out = (c->resp_body == FERRY__BODY_CHUNKED || until_close) && c->client_11;
+        if (until_close && !c->client_11) c->close_after = 1;
+        int close = c->close_after || !c->keep_alive || !c->req_done;
+        if (!c->req_done) c->close_after = 1; /* an early answer: the rest of the body is not read */
+        if (ferry__http_write_response_head(&c->out, a, t, c->resp_body, c->resp_left,
+                                            c->resp_chunked_out, close,
+                                            c->keep_alive && !c->client_11, 0)) {
+            answer_and_close(c, 502, "error", FERRY_ENOMEM);
+            return -1;
+        }
+        t->status = status;
+        t->resp_headers.count = 0; /* views into the upstream buffer end here */
+        ferry__bytes_consume(&u->in, (size_t)n);
+        c->resp_head_done = 1;
+        if (c->resp_body == FERRY__BODY_NONE) c->resp_done = 1;
+        arm(c, opts_of(c)->body_timeout_ms);
+    }
+    while (!c->resp_done && ferry__bytes_pending(&u->in) && out_pending(c) < HIGH_WATER) {
+        const char *p = ferry__bytes_head(&u->in);
+        size_t n = ferry__bytes_pending(&u->in);
+        if (c->resp_body == FERRY__BODY_LENGTH || c->resp_body == FERRY__BODY_UNTIL_CLOSE) {
+            size_t take = n;
+            if (c->resp_body == FERRY__BODY_LENGTH && take > c->resp_left) take = (size_t)c->resp_left;
+            ferry_err err = c->resp_chunked_out ? append_chunk(&c->out, a, p, take)
+                                                : ferry__bytes_append(&c->out, a, p, take);
+            if (err) {
+                conn_close(c, "error", FERRY_ENOMEM);
+                return -1;
+            }
+            ferry__bytes_consume(&u->in, take);
+            c->resp_bytes += take;
+            if (c->resp_body == FERRY__BODY_LENGTH) {
+                c->resp_left -= take;
+                if (!c->resp_left) c->resp_done = 1;
+            }
+            continue;
+        }
+        size_t used = 0;
+        ferry_view data = {0};
+        ferry__http_error herr = FERRY__HTTP_E_NONE;
+        int r = ferry__chunked_decode(&c->resp_dec, p, n, &used, &data, &herr);
+        if (r == FERRY__CHUNKED_ERROR) {
+            /* Mid-body: the client can only learn of it by the connection closing. */
+            ferry__log(c->base.worker->engine, FERRY_LOG_WARN, "%s: bad chunked body from %s: %s",
+                       c->base.listener->name, c->rt ? c->rt->target_text : "?",
+                       ferry__http_error_text(herr));
+            conn_close(c, "error", FERRY_EPROTO);
+            return -1;
+        }
+        if (r == FERRY__CHUNKED_DATA) {
+            ferry_err err = c->resp_chunked_out ? append_chunk(&c->out, a, data.ptr, data.len)
+                                                : ferry__bytes_append(&c->out, a, data.ptr, data.len);
+            if (err) {
+                conn_close(c, "error", FERRY_ENOMEM);
+                return -1;
+            }
+            c->resp_bytes += data.len;
+        }
+        ferry__bytes_consume(&u->in, used);
+        if (r == FERRY__CHUNKED_DONE) c->resp_done = 1;
+        if (r == FERRY__CHUNKED_NEED_MORE) break;
+    }
+    if (!c->resp_done && upstream_eof) {
+        if (c->resp_body != FERRY__BODY_UNTIL_CLOSE) { /* truncated: close so the client sees it */
+            conn_close(c, "error", FERRY_ECLOSED);
+            return -1;
+        }
+        c->resp_done = 1;
+    }
+    if (c->resp_done && c->resp_chunked_out && ferry__bytes_append(&c->out, a, "0\r\n\r\n", 5)) {
+        conn_close(c, "error", FERRY_ENOMEM);
+        return -1;
+    }
+    if (c->resp_done) {
+        finish_txn(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- tunnels (101 Switching Protocols) ---- */
+
+static void tunnel_done(ferry__relay *r, void *ud, ferry_err err) {
+    (void)r;
+    ferry__http_conn *c = ud;
+    c->req_bytes += c->tunnel->dir[0].bytes;
+    c->resp_bytes += c->tunnel->dir[1].bytes;
+    conn_close(c, err ? "error" : "relayed", err);
+}
+
+/* Flush what is buffered on both sides, then hand both sockets to the opaque relay. */
+static void start_tunnel(ferry__http_conn *c) {
+    ferry__http_upstream *u = c->up;
+    const ferry_allocator *a = alloc_of(c);
+    if (ferry__bytes_pending(&u->in) &&
+        ferry__bytes_append(&c->out, a, ferry__bytes_head(&u->in), ferry__bytes_pending(&u->in))) {
+        conn_close(c, "error", FERRY_ENOMEM);
+        return;
+    }
+    ferry__bytes_consume(&u->in, ferry__bytes_pending(&u->in));
+    if (ferry__bytes_pending(&c->in) &&
+        ferry__bytes_append(&u->out, a, ferry__bytes_head(&c->in), ferry__bytes_pending(&c->in))) {
+        conn_close(c, "error", FERRY_ENOMEM);
+        return;
+    }
+    ferry__bytes_consume(&c->in, ferry__bytes_pending(&c->in));
+    c->req_done = c->resp_done = 1;
+    c->state = CS_TUNNEL;
+    ferry__timer_stop(loop_of(c), &c->timer);
+    /* Writes may need several rounds; the relay starts once both buffers are empty. */
+    ferry__loop_watch(loop_of(c), c->fd, out_pending(c) ? FERRY__WRITABLE : 0, client_io, c);
+    ferry__loop_watch(loop_of(c), u->fd, ferry__bytes_pending(&u->out) ? FERRY__WRITABLE : 0,
+                      upstream_io, c);
+    if (!out_pending(c) && !ferry__bytes_pending(&u->out)) {
+        c->tunnel = ferry__calloc(a, sizeof *c->tunnel);
+        if (!c->tunnel) {
+            conn_close(c, "error", FERRY_ENOMEM);
+            return;
+        }
+        ferry__relay_opts ro = {.idle_ms = opts_of(c)->idle_timeout_ms, .splice = opts_of(c)->splice};
+        if (ferry__relay_start(c->tunnel, loop_of(c), &c->base.worker->pool, c->fd, u->fd, &ro,
+                               tunnel_done, c)) {
+            conn_close(c, "error", FERRY_ENOMEM);
+        }
+    }
+}
+
+/* ---- events ---- */
+
+static int flush_client(ferry__http_conn *c) {
+    while (out_pending(c)) {
+        long n = ferry__bytes_send(&c->out, c->fd);
+        if (n == -1) break;
+        if (n < 0) {
+            conn_close(c, "error", ferry__err_from_errno(errno));
+            return -1;
+        }
+    }
+    ferry__bytes_trim(&c->out, alloc_of(c));
+    return 0;
+}
+
+static void client_io(ferry__loop *loop, int fd, void *ud, int mask) {
+    (void)loop;
+    (void)fd;
+    ferry__http_conn *c = ud;
+    if ((mask & FERRY__WRITABLE) && flush_client(c) < 0) return;
+    if (c->state == CS_CLOSING) {
+        if (!out_pending(c)) conn_close(c, "relayed", FERRY_OK);
+        return;
+    }
+    if (c->state == CS_TUNNEL) {
+        if (!out_pending(c)) start_tunnel(c);
+        return;
+    }
+    /* Response bytes held back while the client was slow may need no new upstream event. */
+    if ((mask & FERRY__WRITABLE) && c->state == CS_EXCHANGE && c->resp_head_done && c->up &&
+        ferry__bytes_pending(&c->up->in) && pump_response(c, 0) < 0)
+        return;
+    if (mask & FERRY__READABLE) {
+        size_t max = READ_CHUNK;
+        long n = ferry__bytes_recv(&c->in, alloc_of(c), c->fd, max);
+        if (n == 0 || n == -2) {
+            /* The client went away (or reset): nothing to answer. */
+            ferry_err why = n == 0 ? FERRY_ECLOSED : ferry__err_from_errno(errno);
+            if (c->state == CS_HEAD && !ferry__bytes_pending(&c->in)) {
+                conn_free(c);
+                return;
+            }
+            conn_close(c, "error", why);
+            return;
+        }
+        if (n > 0 && c->state == CS_HEAD) {
+            if (ferry__bytes_pending(&c->in) == (size_t)n && !c->first)
+                arm(c, opts_of(c)->header_timeout_ms); /* a new request started */
+            parse_head(c);
+            return;
+        }
+        if (n > 0 && c->state == CS_EXCHANGE) {
+            int r = pump_request_body(c);
+            if (r < 0) {
+                answer_and_close(c, r == -3 ? 413 : r == -2 ? 400 : 502, "error",
+                                 r == -1 ? FERRY_ENOMEM : FERRY_EPROTO);
+                return;
+            }
+            arm(c, c->resp_head_done ? opts_of(c)->body_timeout_ms : opts_of(c)->response_timeout_ms);
+        }
+    }
+    update_interest(c);
+}
+
+static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask) {
+    (void)loop;
+    ferry__http_conn *c = ud;
+    ferry__http_upstream *u = c->up;
+    if (u->connecting) {
+        int soerr = 0;
+        socklen_t len = sizeof soerr;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
+        connect_done(c, soerr ? ferry__err_from_errno(soerr) : FERRY_OK);
+        return;
+    }
+    if (mask & FERRY__WRITABLE) {
+        while (ferry__bytes_pending(&u->out)) {
+            long n = ferry__bytes_send(&u->out, u->fd);
+            if (n == -1) break;
+            if (n < 0) {
+                if (!c->resp_head_done) {
+                    answer_and_close(c, 502, "error", ferry__err_from_errno(errno));
+                } else {
+                    conn_close(c, "error", ferry__err_from_errno(errno));
+                }
+                return;
+            }
+        }
+        ferry__bytes_trim(&u->out, alloc_of(c));
+        if (c->state == CS_TUNNEL) {
+            if (!ferry__bytes_pending(&u->out)) start_tunnel(c);
+            return;
+        }
+        if (c->state == CS_EXCHANGE && !c->req_done) {
+            int r = pump_request_body(c);
+            if (r < 0) {
+                answer_and_close(c, r == -3 ? 413 : r == -2 ? 400 : 502, "error",
+                                 r == -1 ? FERRY_ENOMEM : FERRY_EPROTO);
+                return;
+            }
+        }
+    }
+    if ((mask & FERRY__READABLE) && c->state == CS_EXCHANGE) {
+        long n = ferry__bytes_recv(&u->in, alloc_of(c), u->fd, READ_CHUNK);
+        if (n == -2 && !c->resp_head_done && !ferry__bytes_pending(&u->in)) n = 0;
+        if (n == -2) {
+            conn_close(c, "error", ferry__err_from_errno(errno));
+            return;
+        }
+        if (n >= 0) {
+            if (pump_response(c, n == 0) < 0) return;
+            if (c->resp_head_done) arm(c, opts_of(c)->body_timeout_ms);
+        }
+    } else if (c->state == CS_EXCHANGE && c->resp_head_done && ferry__bytes_pending(&u->in)) {
+        if (pump_response(c, 0) < 0) return;
+    }
+    update_interest(c);
+}
+
+static void on_timer(ferry__loop *loop, void *ud) {
+    (void)loop;
+    ferry__http_conn *c = ud;
+    switch (c->state) {
+    case CS_HEAD:
+        if (!ferry__bytes_pending(&c->in)) { /* idle keep-alive: just close */
+            conn_free(c);
+            return;
+        }
+        answer_and_close(c, 408, "error", FERRY_ETIMEDOUT);
+        return;
+    case CS_ROUTING:
+        if (c->up && c->up->connecting) {
+            connect_done(c, FERRY_ETIMEDOUT);
+            return;
+        }
+        break;
+    case CS_EXCHANGE:
+        if (!c->resp_head_done) {
+            ferry__log(c->base.worker->engine, FERRY_LOG_WARN, "%s: no response from %s in time",
+                       c->base.listener->name, c->rt ? c->rt->target_text : "?");
+            answer_and_close(c, 504, "error", FERRY_ETIMEDOUT);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    conn_close(c, "error", FERRY_ETIMEDOUT);
+}
+
+/* ---- accepting ---- */
+
+void ferry__http_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer) {
+    ferry_engine *e = w->engine;
+    ferry__http_conn *c = ferry__calloc(&e->alloc, sizeof *c);
+    if (!c) {
+        close(fd);
+        ferry__log(e, FERRY_LOG_ERROR, "%s: out of memory accepting a client", l->name);
+        return;
+    }
+    c->fd = fd;
+    c->first = 1;
+    c->base.listener = l;
+    c->base.abort = abort_conn;
+    c->base.drain = drain_conn;
+    ferry__session_info_fill(w, l, peer, &c->info);
+    ferry__conn_link(w, &c->base);
+    ferry__txn_init(&c->txn, c, &e->alloc);
+    ferry__http_limits_init(&c->limits);
+    c->limits.max_line = l->opts.max_request_line;
+    c->limits.max_head = l->opts.max_header_bytes;
+    c->limits.max_headers = l->opts.max_headers;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    const ferry_hook_ops *ops = hooks_of(c);
+    if (ops && ops->on_accept && ops->on_accept(hook_data(c), &c->info) == FERRY_REJECT) {
+        c->txn_start_us = ferry__now_us();
+        c->txn_wall_us = ferry__wall_us();
+        log_txn(c, "rejected", FERRY_EREJECTED);
+        conn_free(c);
+        return;
+    }
+    start_head(c);
+}

@@ -1,0 +1,74 @@
+/* Internal HTTP structures shared by http_conn.c (connections, upstream pool, state
+ * machine) and http_txn.c (the hook-facing transaction: header edits, head writing). */
+#ifndef FERRY__HTTP_INT_H
+#define FERRY__HTTP_INT_H
+
+#include "bytes.h"
+#include "engine_int.h"
+#include "ferry/http.h"
+#include "http1.h"
+
+typedef struct ferry__http_conn ferry__http_conn;
+
+/* Strings copied for the transaction's lifetime (header edits, log fields). */
+typedef struct ferry__arena_block {
+    struct ferry__arena_block *next;
+    size_t used, size;
+    char data[];
+} ferry__arena_block;
+
+typedef struct ferry__header_list {
+    ferry_http_header *items;
+    unsigned count, cap;
+} ferry__header_list;
+
+struct ferry_txn {
+    ferry__http_conn *conn;
+    const ferry_allocator *alloc;
+    ferry__http_msg req;
+    ferry__http_msg resp;
+    ferry__header_list req_headers;  /* editable copy of the request's header views */
+    ferry__header_list resp_headers; /* editable copy of the response's header views */
+    ferry__arena_block *arena;
+    ferry_view method, target, host, referer, user_agent; /* arena copies, for the log */
+    int reject_status;
+    int local_status; /* set by ferry_txn_respond */
+    char *local_type;
+    char *local_body;
+    size_t local_len;
+    int status; /* sent to the client */
+};
+
+/* http_conn.c: what the transaction needs from its connection */
+const ferry_session_info *ferry__http_conn_info(const ferry__http_conn *c);
+int ferry__http_conn_forwarded(const ferry__http_conn *c);
+
+/* http_txn.c */
+void ferry__txn_init(ferry_txn *t, ferry__http_conn *c, const ferry_allocator *a);
+void ferry__txn_reset(ferry_txn *t); /* frees the arena and header lists */
+/* Copy the parsed request's header views into the editable list, and the log fields into
+ * the arena. FERRY_ENOMEM on failure. */
+ferry_err ferry__txn_take_request(ferry_txn *t);
+ferry_err ferry__txn_take_response(ferry_txn *t);
+char *ferry__txn_strdup(ferry_txn *t, const char *p, size_t n);
+
+/* Is `name` hop-by-hop for this message (fixed list, framing, or listed in Connection)? */
+int ferry__http_hop_by_hop(ferry_view name, const ferry__header_list *headers);
+
+/* Write the upstream request head. body: the request's enum ferry__http_body. */
+ferry_err ferry__http_write_request_head(ferry__bytes *out, const ferry_allocator *a,
+                                         const ferry_txn *t, int body, uint64_t length,
+                                         int upgrade);
+/* Write the client response head. chunked: re-frame the body as chunked; close: announce
+ * Connection: close; keep_alive_10: announce keep-alive to an HTTP/1.0 client. */
+ferry_err ferry__http_write_response_head(ferry__bytes *out, const ferry_allocator *a,
+                                          const ferry_txn *t, int body, uint64_t length,
+                                          int chunked, int close, int keep_alive_10, int upgrade);
+/* A complete short response made by the proxy itself (errors, rejects, local answers).
+ * Never names a backend. */
+ferry_err ferry__http_write_simple(ferry__bytes *out, const ferry_allocator *a, int status,
+                                   const char *content_type, const char *body, size_t body_len,
+                                   int close, int head_only);
+const char *ferry__http_reason(int status);
+
+#endif

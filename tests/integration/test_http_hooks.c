@@ -1,0 +1,298 @@
+/* HTTP hooks through the public API: block by path, answer locally, rewrite request and
+ * response headers; plus strict parsing answering before anything goes upstream. */
+#include <signal.h>
+#include <stdlib.h>
+
+#include "ferry.h"
+#include "netutil.h"
+#include "testutil.h"
+
+/* ---- a minimal HTTP backend: records the last request head, answers 200 "ok" ---- */
+
+typedef struct http_backend {
+    int fd;
+    uint16_t port;
+    pthread_t thread;
+    atomic_int stop, connections, requests;
+    pthread_mutex_t lock;
+    char last_head[8192];
+} http_backend;
+
+static void *backend_conn(void *arg);
+
+typedef struct conn_arg {
+    http_backend *b;
+    int fd;
+} conn_arg;
+
+static void *backend_accept(void *arg) {
+    http_backend *b = arg;
+    while (!atomic_load(&b->stop)) {
+        struct pollfd p = {.fd = b->fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0) continue;
+        int c = accept(b->fd, NULL, NULL);
+        if (c < 0) continue;
+        atomic_fetch_add(&b->connections, 1);
+        conn_arg *ca = malloc(sizeof *ca);
+        ca->b = b;
+        ca->fd = c;
+        pthread_t t;
+        pthread_create(&t, NULL, backend_conn, ca);
+        pthread_detach(t);
+    }
+    return NULL;
+}
+
+static void *backend_conn(void *arg) {
+    conn_arg *ca = arg;
+    http_backend *b = ca->b;
+    int fd = ca->fd;
+    free(ca);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[8192];
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buf + have, sizeof buf - 1 - have, 0);
+        if (n <= 0) break;
+        have += (size_t)n;
+        buf[have] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (!end) continue;
+        size_t head = (size_t)(end + 4 - buf);
+        pthread_mutex_lock(&b->lock);
+        memcpy(b->last_head, buf, head);
+        b->last_head[head] = '\0';
+        pthread_mutex_unlock(&b->lock);
+        atomic_fetch_add(&b->requests, 1);
+        const char *resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: secret-backend\r\n\r\nok";
+        send(fd, resp, strlen(resp), MSG_NOSIGNAL);
+        memmove(buf, buf + head, have - head);
+        have -= head;
+    }
+    close(fd);
+    return NULL;
+}
+
+static void backend_start(http_backend *b) {
+    memset(b, 0, sizeof *b);
+    pthread_mutex_init(&b->lock, NULL);
+    b->fd = listen_loopback(&b->port);
+    ck_assert_int_ge(b->fd, 0);
+    ck_assert_int_eq(pthread_create(&b->thread, NULL, backend_accept, b), 0);
+}
+
+static void backend_stop(http_backend *b) {
+    atomic_store(&b->stop, 1);
+    pthread_join(b->thread, NULL);
+    close(b->fd);
+}
+
+/* ---- hooks under test ---- */
+
+static ferry_verdict on_request(void *ud, ferry_txn *txn) {
+    (void)ud;
+    ferry_view path = ferry_txn_target(txn);
+    if (path.len >= 8 && memcmp(path.ptr, "/blocked", 8) == 0) {
+        ferry_txn_set_reject_status(txn, 451);
+        return FERRY_REJECT;
+    }
+    if (path.len == 6 && memcmp(path.ptr, "/local", 6) == 0) {
+        ck_assert_int_eq(ferry_txn_respond(txn, 200, "text/plain", "made here\n", 10), FERRY_OK);
+        return FERRY_RESPOND;
+    }
+    /* Header values with CR/LF are refused: no injection through the API. */
+    ck_assert_int_eq(ferry_txn_header_set(txn, FERRY_TXN_REQUEST, "X-Evil", "a\r\nInjected: 1"),
+                     FERRY_EINVAL);
+    ck_assert_int_eq(ferry_txn_header_set(txn, FERRY_TXN_REQUEST, "Content-Length", "5"),
+                     FERRY_EINVAL);
+    ck_assert_int_eq(ferry_txn_header_set(txn, FERRY_TXN_REQUEST, "X-Hook", "request-rewritten"),
+                     FERRY_OK);
+    ferry_txn_header_remove(txn, FERRY_TXN_REQUEST, "X-Drop-Me");
+    ferry_view ua;
+    ck_assert_int_eq(ferry_txn_header_get(txn, FERRY_TXN_REQUEST, "user-agent", &ua), FERRY_OK);
+    ck_assert_uint_eq(ua.len, 9);
+    return FERRY_CONTINUE;
+}
+
+static ferry_verdict on_response(void *ud, ferry_txn *txn) {
+    (void)ud;
+    ck_assert_int_eq(ferry_txn_status(txn), 200);
+    ferry_txn_header_remove(txn, FERRY_TXN_RESPONSE, "Server");
+    ck_assert_int_eq(ferry_txn_header_add(txn, FERRY_TXN_RESPONSE, "X-Response-Hook", "yes"),
+                     FERRY_OK);
+    return FERRY_CONTINUE;
+}
+
+typedef struct log_count {
+    atomic_int records;
+    atomic_int last_status;
+} log_count;
+
+static void on_log(void *ud, const ferry_log_record *r) {
+    log_count *lc = ud;
+    atomic_fetch_add(&lc->records, 1);
+    atomic_store(&lc->last_status, r->status);
+}
+
+static const ferry_hook_ops hooks = {.on_request = on_request, .on_response = on_response,
+                                     .on_log = on_log};
+
+typedef struct proxy {
+    ferry_engine *engine;
+    uint16_t port;
+    log_count logs;
+} proxy;
+
+static void proxy_start(proxy *p, uint16_t backend_port) {
+    memset(p, 0, sizeof *p);
+    ck_assert_int_eq(ferry_engine_new(NULL, &p->engine), FERRY_OK);
+    ferry_pool *pool;
+    ck_assert_int_eq(ferry_pool_new(p->engine, "b", &pool), FERRY_OK);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", backend_port);
+    ck_assert_int_eq(ferry_pool_add(pool, addr, 1, NULL), FERRY_OK);
+    ferry_listener_opts lo;
+    ferry_listener_opts_init(&lo);
+    lo.address = "127.0.0.1:0";
+    lo.protocol = FERRY_PROTO_HTTP;
+    lo.direction = ferry_direction_reverse();
+    lo.direction_data = pool;
+    lo.hooks = (ferry_hooks){&hooks, &p->logs};
+    ferry_listener *l;
+    ck_assert_int_eq(ferry_engine_listen(p->engine, &lo, &l), FERRY_OK);
+    p->port = ferry_listener_port(l);
+    ck_assert_int_eq(ferry_engine_start(p->engine), FERRY_OK);
+}
+
+/* Send `req`, read until the peer closes or `want_responses` complete heads+bodies arrived
+ * (Content-Length bodies only). Returns the bytes read. */
+static size_t exchange(uint16_t port, const char *req, char *out, size_t size) {
+    int fd = connect_loopback(port);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+    shutdown(fd, SHUT_WR);
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = recv(fd, out + have, size - 1 - have, 0);
+        if (n <= 0) break;
+        have += (size_t)n;
+    }
+    out[have] = '\0';
+    close(fd);
+    return have;
+}
+
+START_TEST(hooks_block_answer_and_rewrite) {
+    signal(SIGPIPE, SIG_IGN);
+    http_backend b;
+    backend_start(&b);
+    proxy p;
+    proxy_start(&p, b.port);
+    static char out[65536];
+
+    exchange(p.port, "GET /blocked/x HTTP/1.1\r\nHost: a\r\nUser-Agent: test-agnt\r\n\r\n", out,
+             sizeof out);
+    ck_assert_msg(strncmp(out, "HTTP/1.1 451 ", 13) == 0, "got: %s", out);
+    ck_assert_int_eq(atomic_load(&b.connections), 0);
+
+    exchange(p.port, "GET /local HTTP/1.1\r\nHost: a\r\nUser-Agent: test-agnt\r\n\r\n", out,
+             sizeof out);
+    ck_assert_msg(strncmp(out, "HTTP/1.1 200 ", 13) == 0, "got: %s", out);
+    ck_assert_ptr_nonnull(strstr(out, "\r\n\r\nmade here\n"));
+    ck_assert_int_eq(atomic_load(&b.connections), 0);
+
+    exchange(p.port,
+             "GET /pass HTTP/1.1\r\nHost: a\r\nUser-Agent: test-agnt\r\nX-Drop-Me: 1\r\n"
+             "X-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n",
+             out, sizeof out);
+    ck_assert_msg(strncmp(out, "HTTP/1.1 200 ", 13) == 0, "got: %s", out);
+    ck_assert_ptr_nonnull(strstr(out, "X-Response-Hook: yes\r\n"));
+    ck_assert_ptr_null(strstr(out, "secret-backend"));
+    ck_assert_ptr_nonnull(strstr(out, "\r\n\r\nok"));
+    pthread_mutex_lock(&b.lock);
+    ck_assert_ptr_nonnull(strstr(b.last_head, "GET /pass HTTP/1.1\r\n"));
+    ck_assert_ptr_nonnull(strstr(b.last_head, "X-Hook: request-rewritten\r\n"));
+    ck_assert_ptr_null(strstr(b.last_head, "X-Drop-Me"));
+    ck_assert_ptr_null(strstr(b.last_head, "Injected"));
+    ck_assert_ptr_null(strstr(b.last_head, "6.6.6.6")); /* replaced, never trusted */
+    ck_assert_ptr_nonnull(strstr(b.last_head, "X-Forwarded-For: 127.0.0.1\r\n"));
+    ck_assert_ptr_nonnull(strstr(b.last_head, "X-Forwarded-Host: a\r\n"));
+    ck_assert_ptr_null(strstr(b.last_head, "Connection: close"));
+    pthread_mutex_unlock(&b.lock);
+
+    ferry_engine_free(p.engine);
+    ck_assert_int_eq(atomic_load(&p.logs.records), 3);
+    backend_stop(&b);
+}
+END_TEST
+
+START_TEST(strict_violations_are_answered_without_touching_the_backend) {
+    signal(SIGPIPE, SIG_IGN);
+    http_backend b;
+    backend_start(&b);
+    proxy p;
+    proxy_start(&p, b.port);
+    static const struct {
+        const char *request;
+        const char *status;
+    } cases[] = {
+        {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", "400"},
+        {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", "400"},
+        {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\nx", "400"},
+        {"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", "400"},
+        {"GET / HTTP/1.1\r\nHost: a\r\nX : b\r\n\r\n", "400"},
+        {"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n folded\r\n\r\n", "400"},
+        {"GET / HTTP/1.1\r\n\r\n", "400"},
+        {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"},
+        {"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", "501"},
+        {"GET / HTTP/2.0\r\nHost: a\r\n\r\n", "505"},
+        {"G@T / HTTP/1.1\r\nHost: a\r\n\r\n", "400"},
+        {"GET http://elsewhere/ HTTP/1.1\r\nHost: a\r\n\r\n", "400"},
+    };
+    static char out[65536];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        exchange(p.port, cases[i].request, out, sizeof out);
+        ck_assert_msg(strncmp(out, "HTTP/1.1 ", 9) == 0 && strncmp(out + 9, cases[i].status, 3) == 0,
+                      "case %zu: got %.40s", i, out);
+        ck_assert_ptr_nonnull(strstr(out, "Connection: close\r\n"));
+    }
+    ck_assert_int_eq(atomic_load(&b.connections), 0);
+    ferry_engine_free(p.engine);
+    backend_stop(&b);
+}
+END_TEST
+
+START_TEST(keep_alive_and_pipelining_reuse_one_backend_connection) {
+    signal(SIGPIPE, SIG_IGN);
+    http_backend b;
+    backend_start(&b);
+    proxy p;
+    proxy_start(&p, b.port);
+    static char out[65536];
+    size_t n = exchange(p.port,
+                        "GET /1 HTTP/1.1\r\nHost: a\r\nUser-Agent: test-agnt\r\n\r\n"
+                        "GET /2 HTTP/1.1\r\nHost: a\r\nUser-Agent: test-agnt\r\n\r\n"
+                        "GET /3 HTTP/1.1\r\nHost: a\r\nUser-Agent: test-agnt\r\nConnection: close\r\n\r\n",
+                        out, sizeof out);
+    ck_assert_uint_gt(n, 0);
+    int responses = 0;
+    for (char *q = out; (q = strstr(q, "HTTP/1.1 200 ")); q++) responses++;
+    ck_assert_int_eq(responses, 3);
+    ck_assert_int_eq(atomic_load(&b.requests), 3);
+    ck_assert_int_eq(atomic_load(&b.connections), 1);
+    ferry_engine_free(p.engine);
+    backend_stop(&b);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("http_hooks");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, hooks_block_answer_and_rewrite);
+    tcase_add_test(tc, strict_violations_are_answered_without_touching_the_backend);
+    tcase_add_test(tc, keep_alive_and_pipelining_reuse_one_backend_connection);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
