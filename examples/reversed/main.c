@@ -31,6 +31,9 @@ typedef struct config {
     unsigned connect_timeout_ms; /* 0: the engine's default */
     unsigned idle_timeout_ms;    /* 0: the engine's default */
     unsigned drain_ms;
+    /* HTTP limits and timeouts; 0: the engine's default */
+    unsigned header_timeout_ms, keepalive_timeout_ms, response_timeout_ms, body_timeout_ms;
+    unsigned max_body_mib;
     int splice;
     const char *error_log;
 } config;
@@ -44,6 +47,11 @@ enum {
     OPT_ACCESS_FORMAT,
     OPT_CONNECT_TIMEOUT,
     OPT_IDLE_TIMEOUT,
+    OPT_HEADER_TIMEOUT,
+    OPT_KEEPALIVE_TIMEOUT,
+    OPT_RESPONSE_TIMEOUT,
+    OPT_BODY_TIMEOUT,
+    OPT_MAX_BODY,
     OPT_DRAIN,
     OPT_NO_SPLICE,
     OPT_ERROR_LOG
@@ -58,6 +66,11 @@ static const struct option long_options[] = {
     {"access-format", required_argument, NULL, OPT_ACCESS_FORMAT},
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
+    {"keepalive-timeout", required_argument, NULL, OPT_KEEPALIVE_TIMEOUT},
+    {"response-timeout", required_argument, NULL, OPT_RESPONSE_TIMEOUT},
+    {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
+    {"max-body", required_argument, NULL, OPT_MAX_BODY},
     {"drain", required_argument, NULL, OPT_DRAIN},
     {"no-splice", no_argument, NULL, OPT_NO_SPLICE},
     {"error-log", required_argument, NULL, OPT_ERROR_LOG},
@@ -103,13 +116,25 @@ static void print_usage(FILE *out) {
         "                             zero-copy splice(2)\n"
         "  --error-log FILE|-|stderr  engine errors and warnings; '-' is stdout\n"
         "                             (default stderr)\n"
+        "\n"
+        "HTTP mode:\n"
+        "  --header-timeout MS        a client must send a whole request head within MS\n"
+        "                             (default %u; answers 408)\n"
+        "  --keepalive-timeout MS     close idle client connections after MS (default %u)\n"
+        "  --response-timeout MS      wait for a backend's response head (default %u;\n"
+        "                             answers 504)\n"
+        "  --body-timeout MS          no body byte either way for MS closes (default %u)\n"
+        "  --max-body MIB             largest request body in MiB (default %u; answers 413)\n"
+        "\n"
         "  -h, --help                 show this help and exit\n"
         "  -V, --version              show the version and exit\n"
         "\n"
         "Exit status: 0 after a clean stop, 1 on a runtime error (such as the port\n"
         "being in use), 2 on a bad command line.\n",
         (unsigned)MAX_WORKERS, (unsigned)DEFAULT_WORKERS, lo.connect_timeout_ms,
-        lo.idle_timeout_ms, (unsigned)DEFAULT_DRAIN_MS);
+        lo.idle_timeout_ms, (unsigned)DEFAULT_DRAIN_MS, lo.header_timeout_ms,
+        lo.keepalive_timeout_ms, lo.response_timeout_ms, lo.body_timeout_ms,
+        (unsigned)(lo.max_body_bytes >> 20));
 }
 
 static int parse_mode(const char *text, proxy_mode *out) {
@@ -162,6 +187,18 @@ static int apply_option(config *cfg, int c, char *const argv[]) {
     case OPT_IDLE_TIMEOUT:
         return daemon_flag_uint(PROG, "--idle-timeout", optarg, 1, UINT_MAX,
                                 &cfg->idle_timeout_ms);
+    case OPT_HEADER_TIMEOUT:
+        return daemon_flag_uint(PROG, "--header-timeout", optarg, 1, UINT_MAX, &cfg->header_timeout_ms);
+    case OPT_KEEPALIVE_TIMEOUT:
+        return daemon_flag_uint(PROG, "--keepalive-timeout", optarg, 1, UINT_MAX,
+                                &cfg->keepalive_timeout_ms);
+    case OPT_RESPONSE_TIMEOUT:
+        return daemon_flag_uint(PROG, "--response-timeout", optarg, 1, UINT_MAX,
+                                &cfg->response_timeout_ms);
+    case OPT_BODY_TIMEOUT:
+        return daemon_flag_uint(PROG, "--body-timeout", optarg, 1, UINT_MAX, &cfg->body_timeout_ms);
+    case OPT_MAX_BODY:
+        return daemon_flag_uint(PROG, "--max-body", optarg, 1, 1u << 20, &cfg->max_body_mib);
     case OPT_DRAIN:
         return daemon_flag_uint(PROG, "--drain", optarg, 0, UINT_MAX, &cfg->drain_ms);
     case OPT_NO_SPLICE:
@@ -248,6 +285,11 @@ static ferry_err listen_on(const config *cfg, ferry_engine *engine, ferry_pool *
     lo.direction_data = pool;
     if (cfg->connect_timeout_ms) lo.connect_timeout_ms = cfg->connect_timeout_ms;
     if (cfg->idle_timeout_ms) lo.idle_timeout_ms = cfg->idle_timeout_ms;
+    if (cfg->header_timeout_ms) lo.header_timeout_ms = cfg->header_timeout_ms;
+    if (cfg->keepalive_timeout_ms) lo.keepalive_timeout_ms = cfg->keepalive_timeout_ms;
+    if (cfg->response_timeout_ms) lo.response_timeout_ms = cfg->response_timeout_ms;
+    if (cfg->body_timeout_ms) lo.body_timeout_ms = cfg->body_timeout_ms;
+    if (cfg->max_body_mib) lo.max_body_bytes = (uint64_t)cfg->max_body_mib << 20;
     lo.splice = cfg->splice;
     lo.access_log = access_log;
     lo.access_format = cfg->access_format;
