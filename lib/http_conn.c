@@ -15,6 +15,7 @@ enum { HIGH_WATER = 65536, READ_CHUNK = 16384 };
 
 enum client_state {
     CS_HEAD,     /* waiting for (more of) a request head; also keep-alive idle */
+    CS_PAUSED,   /* on_request paused; waiting for ferry_txn_resume() */
     CS_ROUTING,  /* choosing and connecting an upstream */
     CS_EXCHANGE, /* request head sent: body (if any) up, response down */
     CS_CLOSING,  /* flushing the last bytes, then close */
@@ -63,6 +64,7 @@ struct ferry__http_conn {
     ferry__http_upstream *up;
     route *rt;
     ferry__relay *tunnel;
+    ferry_txn_ticket *ticket; /* while paused */
     size_t head_len;
     uint64_t req_left, resp_left, req_bytes, resp_bytes, bytes_in;
     ferry__chunked req_dec, resp_dec;
@@ -70,6 +72,17 @@ struct ferry__http_conn {
     int64_t txn_wall_us;
     ferry__http_limits limits;
 };
+
+/* A paused transaction's handle: shared by the connection and whoever will resume it. */
+struct ferry_txn_ticket {
+    atomic_int refs;          /* the connection's and the holder's */
+    ferry__loop *loop;
+    ferry__http_conn *conn;   /* NULL once the connection is gone; loop thread only */
+    ferry_verdict verdict;
+    int status;
+};
+
+static void ticket_release(ferry_txn_ticket *k);
 
 const ferry_session_info *ferry__http_conn_info(const ferry__http_conn *c) { return &c->info; }
 int ferry__http_conn_forwarded(const ferry__http_conn *c) {
@@ -262,6 +275,11 @@ static void end_txn_state(ferry__http_conn *c) {
 static void conn_free(ferry__http_conn *c) {
     ferry__worker *w = c->base.worker;
     const ferry_allocator *a = alloc_of(c);
+    if (c->ticket) { /* a later resume finds no connection and does nothing */
+        c->ticket->conn = NULL;
+        ticket_release(c->ticket);
+        c->ticket = NULL;
+    }
     ferry__timer_stop(w->loop, &c->timer);
     if (c->tunnel) {
         ferry__relay_stop(c->tunnel);
@@ -353,6 +371,7 @@ static void finish_txn(ferry__http_conn *c) {
 /* ---- request head ---- */
 
 static void start_txn(ferry__http_conn *c);
+static void apply_request_verdict(ferry__http_conn *c, ferry_verdict v);
 
 static void parse_head(ferry__http_conn *c) {
     ferry__http_msg *m = &c->txn.req;
@@ -429,28 +448,47 @@ static void start_txn(ferry__http_conn *c) {
         return;
     }
     const ferry_hook_ops *ops = hooks_of(c);
-    if (ops && ops->on_request) {
-        ferry_verdict v = ops->on_request(hook_data(c), t);
-        if (v == FERRY_REJECT) {
-            answer_and_close(c, t->reject_status, "rejected", FERRY_EREJECTED);
+    ferry_verdict v = ops && ops->on_request ? ops->on_request(hook_data(c), t) : FERRY_CONTINUE;
+    apply_request_verdict(c, v);
+}
+
+static void apply_request_verdict(ferry__http_conn *c, ferry_verdict v) {
+    ferry_txn *t = &c->txn;
+    if (v == FERRY_PAUSE) {
+        if (!c->ticket) { /* pausing needs a ticket to resume with */
+            answer_and_close(c, 500, "error", FERRY_ESTATE);
             return;
         }
-        if (v == FERRY_RESPOND && t->local_status) {
-            int head_only = ferry__view_ieq(t->req.method, "head");
-            /* Keep the connection only if no request body is left unread. */
-            int close = !c->keep_alive || !c->req_done;
-            if (ferry__http_write_simple(&c->out, alloc_of(c), t->local_status, t->local_type,
-                                         t->local_body, t->local_len, close, head_only)) {
-                conn_close(c, "error", FERRY_ENOMEM);
-                return;
-            }
-            t->status = t->local_status;
-            c->resp_bytes = head_only ? 0 : t->local_len;
-            ferry__bytes_consume(&c->in, c->head_len);
-            c->close_after = (uint8_t)close;
-            finish_txn(c);
+        c->state = CS_PAUSED;
+        /* A ticket never resumed must not hold the client forever. */
+        arm(c, opts_of(c)->response_timeout_ms);
+        update_interest(c);
+        return;
+    }
+    if (c->ticket) { /* taken but not used for a pause: the holder's resume is a no-op */
+        c->ticket->conn = NULL;
+        ticket_release(c->ticket);
+        c->ticket = NULL;
+    }
+    if (v == FERRY_REJECT) {
+        answer_and_close(c, t->reject_status, "rejected", FERRY_EREJECTED);
+        return;
+    }
+    if (v == FERRY_RESPOND && t->local_status) {
+        int head_only = ferry__view_ieq(t->req.method, "head");
+        /* Keep the connection only if no request body is left unread. */
+        int close = !c->keep_alive || !c->req_done;
+        if (ferry__http_write_simple(&c->out, alloc_of(c), t->local_status, t->local_type,
+                                     t->local_body, t->local_len, close, head_only)) {
+            conn_close(c, "error", FERRY_ENOMEM);
             return;
         }
+        t->status = t->local_status;
+        c->resp_bytes = head_only ? 0 : t->local_len;
+        ferry__bytes_consume(&c->in, c->head_len);
+        c->close_after = (uint8_t)close;
+        finish_txn(c);
+        return;
     }
     c->rt = ferry__calloc(alloc_of(c), sizeof *c->rt);
     if (!c->rt) {
@@ -461,6 +499,52 @@ static void start_txn(ferry__http_conn *c) {
     ferry__timer_stop(loop_of(c), &c->timer);
     update_interest(c);
     route_next(c);
+}
+
+/* ---- pausing: a hook decides later, from any thread ---- */
+
+static void ticket_release(ferry_txn_ticket *k) {
+    if (atomic_fetch_sub(&k->refs, 1) == 1) {
+        const ferry_allocator *a = &((ferry__worker *)ferry__loop_owner(k->loop))->engine->alloc;
+        ferry__free(a, k);
+    }
+}
+
+ferry_txn_ticket *ferry_txn_pause(ferry_txn *t) {
+    if (!t || !t->conn) return NULL;
+    ferry__http_conn *c = t->conn;
+    if (c->state != CS_HEAD || c->ticket) return NULL; /* only from on_request, once */
+    ferry_txn_ticket *k = ferry__calloc(alloc_of(c), sizeof *k);
+    if (!k) return NULL;
+    atomic_init(&k->refs, 2);
+    k->loop = loop_of(c);
+    k->conn = c;
+    c->ticket = k;
+    return k;
+}
+
+static void on_resumed(ferry__loop *loop, void *ud) {
+    (void)loop;
+    ferry_txn_ticket *k = ud;
+    ferry__http_conn *c = k->conn;
+    if (c && c->ticket == k && c->state == CS_PAUSED) {
+        c->ticket = NULL;
+        k->conn = NULL;
+        ticket_release(k); /* the connection's reference */
+        if (k->verdict == FERRY_REJECT && k->status) c->txn.reject_status = k->status;
+        apply_request_verdict(c, k->verdict == FERRY_PAUSE ? FERRY_CONTINUE : k->verdict);
+    }
+    ticket_release(k);
+}
+
+ferry_err ferry_txn_resume(ferry_txn_ticket *k, int verdict, int status) {
+    if (!k) return FERRY_EINVAL;
+    if (verdict == FERRY_REJECT && status && (status < 400 || status > 599)) status = 403;
+    k->verdict = (ferry_verdict)verdict;
+    k->status = status;
+    ferry_err err = ferry__loop_post(k->loop, on_resumed, k);
+    if (err) ticket_release(k); /* the connection times out the pause instead */
+    return err;
 }
 
 /* ---- routing and connecting ---- */
@@ -1035,6 +1119,12 @@ static void on_timer(ferry__loop *loop, void *ud) {
             return;
         }
         answer_and_close(c, 408, "error", FERRY_ETIMEDOUT);
+        return;
+    case CS_PAUSED:
+        c->ticket->conn = NULL;
+        ticket_release(c->ticket);
+        c->ticket = NULL;
+        answer_and_close(c, 504, "error", FERRY_ETIMEDOUT);
         return;
     case CS_ROUTING:
         if (c->up && c->up->connecting) {

@@ -17,7 +17,9 @@ typedef enum ferry_verdict {
     FERRY_CONTINUE = 0, /* go on as planned */
     FERRY_REJECT = 1,   /* stop here: TCP closes the client; HTTP answers the reject status
                          * (403 unless ferry_txn_set_reject_status() chose another) */
-    FERRY_RESPOND = 2   /* HTTP on_request only: send the answer given to ferry_txn_respond() */
+    FERRY_RESPOND = 2,  /* HTTP on_request only: send the answer given to ferry_txn_respond() */
+    FERRY_PAUSE = 3     /* HTTP on_request only, after ferry_txn_pause(): decide later with
+                         * ferry_txn_resume() from any thread */
 } ferry_verdict;
 
 typedef struct ferry_hook_ops {

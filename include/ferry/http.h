@@ -56,6 +56,17 @@ FERRY_API ferry_err ferry_txn_respond(ferry_txn *txn, int status, const char *co
 /* From on_request: the status used when the hook returns FERRY_REJECT (default 403). */
 FERRY_API ferry_err ferry_txn_set_reject_status(ferry_txn *txn, int status);
 
+/* Asynchronous verdicts. In on_request, take a ticket and return FERRY_PAUSE; later, from
+ * any thread, call ferry_txn_resume() exactly once with FERRY_CONTINUE or FERRY_REJECT
+ * (status 400-599, 0 for the txn's reject status). The txn itself must not be touched
+ * after the hook returns. If the client goes away or the pause outlasts the listener's
+ * response_timeout_ms (answered 504), the resume is accepted and does nothing. Resume
+ * every ticket before ferry_engine_free(). NULL if called outside on_request, twice, or on
+ * OOM. */
+typedef struct ferry_txn_ticket ferry_txn_ticket;
+FERRY_API ferry_txn_ticket *ferry_txn_pause(ferry_txn *txn);
+FERRY_API ferry_err ferry_txn_resume(ferry_txn_ticket *ticket, int verdict, int status);
+
 #ifdef __cplusplus
 }
 #endif

@@ -90,9 +90,40 @@ static void backend_stop(http_backend *b) {
 
 /* ---- hooks under test ---- */
 
+typedef struct resume_job {
+    ferry_txn_ticket *ticket;
+    int verdict, status;
+} resume_job;
+
+/* Decides on another thread, a little later, as an auth service would. */
+static void *resume_later(void *arg) {
+    resume_job *j = arg;
+    usleep(50000);
+    ferry_txn_resume(j->ticket, j->verdict, j->status);
+    free(j);
+    return NULL;
+}
+
+static ferry_verdict pause_and_resume(ferry_txn *txn, int verdict, int status) {
+    resume_job *j = malloc(sizeof *j);
+    j->ticket = ferry_txn_pause(txn);
+    ck_assert_ptr_nonnull(j->ticket);
+    ck_assert_ptr_null(ferry_txn_pause(txn)); /* once */
+    j->verdict = verdict;
+    j->status = status;
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, resume_later, j), 0);
+    pthread_detach(t);
+    return FERRY_PAUSE;
+}
+
 static ferry_verdict on_request(void *ud, ferry_txn *txn) {
     (void)ud;
     ferry_view path = ferry_txn_target(txn);
+    if (path.len == 10 && memcmp(path.ptr, "/slow-pass", 10) == 0)
+        return pause_and_resume(txn, FERRY_CONTINUE, 0);
+    if (path.len == 10 && memcmp(path.ptr, "/slow-deny", 10) == 0)
+        return pause_and_resume(txn, FERRY_REJECT, 429);
     if (path.len >= 8 && memcmp(path.ptr, "/blocked", 8) == 0) {
         ferry_txn_set_reject_status(txn, 451);
         return FERRY_REJECT;
@@ -286,6 +317,26 @@ START_TEST(keep_alive_and_pipelining_reuse_one_backend_connection) {
 }
 END_TEST
 
+START_TEST(a_paused_transaction_resumes_from_another_thread) {
+    signal(SIGPIPE, SIG_IGN);
+    http_backend b;
+    backend_start(&b);
+    proxy p;
+    proxy_start(&p, b.port);
+    static char out[65536];
+    exchange(p.port, "GET /slow-pass HTTP/1.1\r\nHost: a\r\nUser-Agent: test-agnt\r\n\r\n", out,
+             sizeof out);
+    ck_assert_msg(strncmp(out, "HTTP/1.1 200 ", 13) == 0, "got: %s", out);
+    ck_assert_int_eq(atomic_load(&b.requests), 1);
+    exchange(p.port, "GET /slow-deny HTTP/1.1\r\nHost: a\r\nUser-Agent: test-agnt\r\n\r\n", out,
+             sizeof out);
+    ck_assert_msg(strncmp(out, "HTTP/1.1 429 ", 13) == 0, "got: %s", out);
+    ck_assert_int_eq(atomic_load(&b.requests), 1);
+    ferry_engine_free(p.engine);
+    backend_stop(&b);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("http_hooks");
     TCase *tc = tcase_create("core");
@@ -293,6 +344,7 @@ int main(void) {
     tcase_add_test(tc, hooks_block_answer_and_rewrite);
     tcase_add_test(tc, strict_violations_are_answered_without_touching_the_backend);
     tcase_add_test(tc, keep_alive_and_pipelining_reuse_one_backend_connection);
+    tcase_add_test(tc, a_paused_transaction_resumes_from_another_thread);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
