@@ -557,6 +557,13 @@ static int status_for(ferry_err err) {
 
 static void send_request(ferry__http_conn *c);
 
+/* While a body is moving, silence is bounded by the body timeout; once the request is
+ * complete and no response head has come, by the response timeout. */
+static void arm_exchange(ferry__http_conn *c) {
+    const ferry_listener_opts *o = opts_of(c);
+    arm(c, c->req_done && !c->resp_head_done ? o->response_timeout_ms : o->body_timeout_ms);
+}
+
 static void connect_done(ferry__http_conn *c, ferry_err err) {
     ferry__http_upstream *u = c->up;
     route *rt = c->rt;
@@ -779,7 +786,7 @@ static void send_request(ferry__http_conn *c) {
                          r == -1 ? FERRY_ENOMEM : FERRY_EPROTO);
         return;
     }
-    arm(c, opts_of(c)->response_timeout_ms);
+    arm_exchange(c);
     update_interest(c);
 }
 
@@ -1048,7 +1055,7 @@ static void client_io(ferry__loop *loop, int fd, void *ud, int mask) {
                                  r == -1 ? FERRY_ENOMEM : FERRY_EPROTO);
                 return;
             }
-            arm(c, c->resp_head_done ? opts_of(c)->body_timeout_ms : opts_of(c)->response_timeout_ms);
+            arm_exchange(c);
         }
     }
     update_interest(c);
@@ -1090,6 +1097,7 @@ static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask) {
                                  r == -1 ? FERRY_ENOMEM : FERRY_EPROTO);
                 return;
             }
+            arm_exchange(c);
         }
     }
     if ((mask & FERRY__READABLE) && c->state == CS_EXCHANGE) {
@@ -1133,6 +1141,10 @@ static void on_timer(ferry__loop *loop, void *ud) {
         }
         break;
     case CS_EXCHANGE:
+        if (!c->req_done && !c->resp_head_done) { /* the client stopped sending its body */
+            answer_and_close(c, 408, "error", FERRY_ETIMEDOUT);
+            return;
+        }
         if (!c->resp_head_done) {
             ferry__log(c->base.worker->engine, FERRY_LOG_WARN, "%s: no response from %s in time",
                        c->base.listener->name, c->rt ? c->rt->target_text : "?");

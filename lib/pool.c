@@ -105,11 +105,12 @@ void ferry__pools_free(ferry_engine *e) {
 /* Per-session state: low 16 bits = index of the first backend + 1, the rest = how many
  * backends after it were considered. Attempt 0 starts at the round-robin slot (weights
  * give a backend more slots); each failover moves on to the next backend not marked down.
- * When every backend is marked down, the first is tried anyway: a down mark is a hint,
- * and a pool that recovered should not need the mark to expire first. */
+ * When every backend is marked down the answer is immediate (no upstream), not a wait for
+ * timeouts; marks expire after the pool's down time, and the backend is tried again. */
 static ferry_err reverse_pick(void *data, const ferry_session_info *s, unsigned attempt,
                               uintptr_t *state, ferry_target *target) {
     (void)s;
+    (void)attempt; /* the state word says how far this session got */
     ferry_pool *p = data;
     if (!p || p->nbackends == 0) return FERRY_ENOUPSTREAM;
     unsigned start, considered;
@@ -127,7 +128,6 @@ static ferry_err reverse_pick(void *data, const ferry_session_info *s, unsigned 
         considered++;
         if (atomic_load(&b->down_until_ms) <= now) pick = b;
     }
-    if (!pick && attempt == 0) pick = p->distinct[start];
     if (!pick) return FERRY_ENOUPSTREAM;
     *state = ((uintptr_t)considered << 16) | (start + 1);
     target->backend = pick;

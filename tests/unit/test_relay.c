@@ -173,21 +173,23 @@ END_TEST
 
 START_TEST(idle_relays_time_out) {
     fixture f;
-    setup(&f, _i, 0, 60);
+    const unsigned idle_ms = 200;
+    setup(&f, _i, 0, idle_ms);
     uint64_t t0 = ferry__now_ms();
-    /* Activity keeps it alive past one idle period. */
-    for (int k = 0; k < 4; k++) {
+    /* Activity every ~20 ms keeps it alive for well past one idle period. */
+    while (ferry__now_ms() - t0 < 2 * idle_ms) {
         ck_assert_int_eq(write(f.c, "x", 1), 1);
-        for (int iter = 0; iter < 4; iter++) ferry__loop_run_once(f.loop, 10);
+        for (int iter = 0; iter < 2; iter++) ferry__loop_run_once(f.loop, 10);
         char b;
         while (read(f.s, &b, 1) == 1) {
         }
     }
     ck_assert_int_eq(f.done, 0);
+    uint64_t quiet_from = ferry__now_ms();
     for (int iter = 0; iter < 1000 && !f.done; iter++) ferry__loop_run_once(f.loop, 10);
     ck_assert_int_eq(f.done, 1);
     ck_assert_int_eq(f.result, FERRY_ETIMEDOUT);
-    ck_assert_uint_ge(ferry__now_ms() - t0, 100);
+    ck_assert_uint_ge(ferry__now_ms() - quiet_from, idle_ms - 30);
     teardown(&f);
 }
 END_TEST
