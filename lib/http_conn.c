@@ -176,7 +176,7 @@ static ferry__http_upstream *pool_take(ferry__worker *w, const ferry__sockaddr *
         if (!same_addr(&u->addr, addr)) continue;
         idle_unlink(w, u);
         ferry__timer_stop(w->loop, &u->idle_timer);
-        ferry__loop_unwatch(w->loop, u->fd);
+        /* Still registered: the next watch only changes its mask (one epoll_ctl, not two). */
         return u;
     }
     return NULL;
@@ -350,7 +350,6 @@ static void finish_txn(ferry__http_conn *c) {
         int reusable = c->resp_body != FERRY__BODY_UNTIL_CLOSE && c->req_done &&
                        !(c->txn.resp.flags & FERRY__HTTP_CONN_CLOSE) &&
                        ferry__bytes_pending(&u->in) == 0 && ferry__bytes_pending(&u->out) == 0;
-        ferry__loop_unwatch(loop_of(c), u->fd);
         if (reusable)
             pool_put(c, u);
         else
