@@ -76,6 +76,16 @@ long ferry__bytes_recv(ferry__bytes *b, const ferry_allocator *a, int fd, size_t
     return (long)n;
 }
 
+long ferry__bytes_recv_inplace(ferry__bytes *b, int fd) {
+    if (b->cap == b->len) return -1;
+    ssize_t n;
+    do n = recv(fd, b->data + b->len, b->cap - b->len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) b->len += (size_t)n;
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
+    return (long)n;
+}
+
 long ferry__bytes_send(ferry__bytes *b, int fd) {
     ssize_t n;
     do n = send(fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL);

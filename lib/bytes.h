@@ -31,6 +31,9 @@ void ferry__bytes_free(ferry__bytes *b, const ferry_allocator *a);
 /* recv() into the buffer (up to `max` bytes, growing it as needed): >0 bytes, 0 EOF,
  * -1 EAGAIN, -2 error (errno set). */
 long ferry__bytes_recv(ferry__bytes *b, const ferry_allocator *a, int fd, size_t max);
+/* recv() into the free space after len without moving or growing the buffer (views into
+ * it stay valid): like ferry__bytes_recv; -1 also when there is no free space. */
+long ferry__bytes_recv_inplace(ferry__bytes *b, int fd);
 /* send() pending bytes: returns bytes sent, -1 EAGAIN, -2 error (errno set). */
 long ferry__bytes_send(ferry__bytes *b, int fd);
 

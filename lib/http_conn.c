@@ -55,6 +55,7 @@ struct ferry__http_conn {
     uint8_t upgrade;        /* the request asks for a protocol switch */
     uint8_t retried;
     uint8_t req_done, resp_head_done, resp_chunked_out, resp_done, close_after;
+    uint8_t client_eof;     /* the client shut its sending side */
     uint8_t req_body, resp_body;
     ferry_session_info info;
     ferry__bytes in, out;
@@ -100,6 +101,7 @@ static const ferry_hook_ops *hooks_of(const ferry__http_conn *c) { return opts_o
 static void *hook_data(const ferry__http_conn *c) { return opts_of(c)->hooks.user_data; }
 
 static void client_io(ferry__loop *loop, int fd, void *ud, int mask);
+static void drive(ferry__http_conn *c);
 static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask);
 static void start_head(ferry__http_conn *c);
 static void route_next(ferry__http_conn *c);
@@ -194,24 +196,31 @@ void ferry__http_pool_clear(ferry__worker *w) {
 
 static size_t out_pending(const ferry__http_conn *c) { return ferry__bytes_pending(&c->out); }
 
+/* While the request head's views are in use (hooks, routing), the client buffer must not
+ * move: early bytes are read only into its free tail. */
+static int head_pinned(const ferry__http_conn *c) {
+    return c->state == CS_ROUTING || c->state == CS_PAUSED;
+}
+
+/* Interest changes cost a system call each, so masks stay stable: the client is read
+ * whenever there is room (early bytes wait in its buffer), and writability is asked for
+ * only when a send could not finish. */
 static void update_interest(ferry__http_conn *c) {
     int cm = 0, um = 0;
     ferry__http_upstream *u = c->up;
-    switch (c->state) {
-    case CS_HEAD:
-        /* Pipelined requests wait in the kernel while responses are still going out. */
-        if (out_pending(c) < HIGH_WATER) cm |= FERRY__READABLE;
-        break;
-    case CS_EXCHANGE:
-        if (!c->req_done && u && ferry__bytes_pending(&u->out) < HIGH_WATER) cm |= FERRY__READABLE;
-        if (u && !c->resp_done && out_pending(c) < HIGH_WATER) um |= FERRY__READABLE;
-        break;
-    default:
-        break;
-    }
-    if (out_pending(c)) cm |= FERRY__WRITABLE;
-    if (u && (u->connecting || ferry__bytes_pending(&u->out))) um |= FERRY__WRITABLE;
     if (c->state == CS_TUNNEL) return;
+    size_t in = ferry__bytes_pending(&c->in);
+    int room = c->state == CS_HEAD ? in <= c->limits.max_head : in < HIGH_WATER;
+    if (head_pinned(c) && c->in.cap == c->in.len) room = 0;
+    if (c->state == CS_EXCHANGE && !c->req_done && u && ferry__bytes_pending(&u->out) >= HIGH_WATER)
+        room = 0; /* backpressure on the request body */
+    if (room && !c->client_eof && c->state != CS_CLOSING) cm |= FERRY__READABLE;
+    if (out_pending(c)) cm |= FERRY__WRITABLE;
+    if (u) {
+        if (u->connecting || ferry__bytes_pending(&u->out)) um |= FERRY__WRITABLE;
+        if (c->state == CS_EXCHANGE && !c->resp_done && out_pending(c) < HIGH_WATER)
+            um |= FERRY__READABLE;
+    }
     ferry__loop_watch(loop_of(c), c->fd, cm, client_io, c);
     if (u) ferry__loop_watch(loop_of(c), u->fd, um, upstream_io, c);
 }
@@ -336,7 +345,7 @@ static void answer_and_close(ferry__http_conn *c, int status, const char *verdic
     end_txn_state(c);
     c->state = CS_CLOSING;
     arm(c, opts_of(c)->body_timeout_ms);
-    update_interest(c);
+    drive(c);
 }
 
 /* Response to the client is complete: log, recycle the upstream, go on with the next
@@ -355,16 +364,73 @@ static void finish_txn(ferry__http_conn *c) {
         else
             upstream_free(c->base.worker, u);
     }
-    int close_now = c->close_after || !c->keep_alive || !c->req_done;
+    int close_now = c->close_after || !c->keep_alive || !c->req_done ||
+                    (c->client_eof && !ferry__bytes_pending(&c->in));
     end_txn_state(c);
     if (close_now) {
         c->state = CS_CLOSING;
         arm(c, opts_of(c)->body_timeout_ms);
-        update_interest(c);
-        if (!out_pending(c)) conn_close(c, "relayed", FERRY_OK);
+        drive(c);
         return;
     }
     start_head(c);
+}
+
+static int pump_response(ferry__http_conn *c, int upstream_eof);
+static int pump_request_body(ferry__http_conn *c);
+
+/* Send what is pending on both sides right away (most sends complete, so no writability
+ * event is needed), keep bodies moving, then set the interest masks. Tail position only:
+ * it may close and free c. */
+static void drive(ferry__http_conn *c) {
+    for (int round = 0; round < 8; round++) {
+        int progress = 0;
+        ferry__http_upstream *u = c->up;
+        if (u && !u->connecting && c->state != CS_TUNNEL && ferry__bytes_pending(&u->out)) {
+            long n = ferry__bytes_send(&u->out, u->fd);
+            if (n == -2) {
+                ferry_err why = ferry__err_from_errno(errno);
+                if (!c->resp_head_done)
+                    answer_and_close(c, 502, "error", why);
+                else
+                    conn_close(c, "error", why);
+                return;
+            }
+            if (n > 0) progress = 1;
+        }
+        if (u && c->state == CS_EXCHANGE && !c->req_done && ferry__bytes_pending(&c->in) &&
+            ferry__bytes_pending(&u->out) < HIGH_WATER) {
+            size_t before = ferry__bytes_pending(&c->in);
+            int r = pump_request_body(c);
+            if (r < 0) {
+                answer_and_close(c, r == -3 ? 413 : r == -2 ? 400 : 502, "error",
+                                 r == -1 ? FERRY_ENOMEM : FERRY_EPROTO);
+                return;
+            }
+            if (ferry__bytes_pending(&c->in) != before) progress = 1;
+        }
+        if (out_pending(c)) {
+            long n = ferry__bytes_send(&c->out, c->fd);
+            if (n == -2) {
+                conn_close(c, "error", ferry__err_from_errno(errno));
+                return;
+            }
+            if (n > 0) progress = 1;
+        }
+        if (u && c->state == CS_EXCHANGE && c->resp_head_done && ferry__bytes_pending(&u->in) &&
+            out_pending(c) < HIGH_WATER) {
+            if (pump_response(c, 0) < 0) return; /* finished or closed: c was handed on */
+            progress = 1;
+        }
+        if (!progress) break;
+    }
+    if (c->state == CS_CLOSING && !out_pending(c)) {
+        conn_close(c, "relayed", FERRY_OK);
+        return;
+    }
+    ferry__bytes_trim(&c->out, alloc_of(c));
+    if (c->up) ferry__bytes_trim(&c->up->out, alloc_of(c));
+    update_interest(c);
 }
 
 /* ---- request head ---- */
@@ -385,7 +451,11 @@ static void parse_head(ferry__http_conn *c) {
     int n = ferry__http_parse_request(ferry__bytes_head(&c->in), ferry__bytes_pending(&c->in),
                                       &c->limits, m, &herr);
     if (n == 0) {
-        update_interest(c);
+        if (c->client_eof) { /* the rest of this head will never come */
+            conn_free(c);
+            return;
+        }
+        drive(c);
         return;
     }
     if (n < 0) {
@@ -409,7 +479,7 @@ static void start_head(ferry__http_conn *c) {
     if (ferry__bytes_pending(&c->in))
         parse_head(c); /* a pipelined request is already here */
     else
-        update_interest(c);
+        drive(c);
 }
 
 static int idempotent(ferry_view method) {
@@ -461,7 +531,7 @@ static void apply_request_verdict(ferry__http_conn *c, ferry_verdict v) {
         c->state = CS_PAUSED;
         /* A ticket never resumed must not hold the client forever. */
         arm(c, opts_of(c)->response_timeout_ms);
-        update_interest(c);
+        drive(c);
         return;
     }
     if (c->ticket) { /* taken but not used for a pause: the holder's resume is a no-op */
@@ -626,7 +696,7 @@ static void try_address(ferry__http_conn *c) {
     }
     u->connecting = 1;
     arm(c, opts_of(c)->connect_timeout_ms);
-    update_interest(c);
+    drive(c);
 }
 
 static void on_resolved(void *ud, ferry_err result, const ferry__addrs *addrs) {
@@ -786,7 +856,7 @@ static void send_request(ferry__http_conn *c) {
         return;
     }
     arm_exchange(c);
-    update_interest(c);
+    drive(c);
 }
 
 static void start_tunnel(ferry__http_conn *c);
@@ -998,47 +1068,48 @@ static void start_tunnel(ferry__http_conn *c) {
 
 /* ---- events ---- */
 
-static int flush_client(ferry__http_conn *c) {
-    while (out_pending(c)) {
-        long n = ferry__bytes_send(&c->out, c->fd);
-        if (n == -1) break;
-        if (n < 0) {
-            conn_close(c, "error", ferry__err_from_errno(errno));
-            return -1;
-        }
+/* The client closed its side. A complete request is still answered (then the connection
+ * closes); a request cut short ends the connection. */
+static void client_eof(ferry__http_conn *c) {
+    int request_complete = (c->state == CS_EXCHANGE || c->state == CS_ROUTING ||
+                            c->state == CS_PAUSED) && c->req_done;
+    if (c->state == CS_HEAD && !ferry__bytes_pending(&c->in)) {
+        conn_free(c);
+        return;
     }
-    ferry__bytes_trim(&c->out, alloc_of(c));
-    return 0;
+    if (!request_complete && c->state != CS_CLOSING) {
+        conn_close(c, "error", FERRY_ECLOSED);
+        return;
+    }
+    /* Requests already received are still answered, in order; then the connection closes. */
+    c->client_eof = 1;
+    drive(c);
 }
 
 static void client_io(ferry__loop *loop, int fd, void *ud, int mask) {
     (void)loop;
     (void)fd;
     ferry__http_conn *c = ud;
-    if ((mask & FERRY__WRITABLE) && flush_client(c) < 0) return;
-    if (c->state == CS_CLOSING) {
-        if (!out_pending(c)) conn_close(c, "relayed", FERRY_OK);
-        return;
-    }
     if (c->state == CS_TUNNEL) {
+        if (ferry__bytes_send(&c->out, c->fd) == -2) {
+            conn_close(c, "error", ferry__err_from_errno(errno));
+            return;
+        }
         if (!out_pending(c)) start_tunnel(c);
         return;
     }
-    /* Response bytes held back while the client was slow may need no new upstream event. */
-    if ((mask & FERRY__WRITABLE) && c->state == CS_EXCHANGE && c->resp_head_done && c->up &&
-        ferry__bytes_pending(&c->up->in) && pump_response(c, 0) < 0)
-        return;
-    if (mask & FERRY__READABLE) {
-        size_t max = READ_CHUNK;
-        long n = ferry__bytes_recv(&c->in, alloc_of(c), c->fd, max);
-        if (n == 0 || n == -2) {
-            /* The client went away (or reset): nothing to answer. */
-            ferry_err why = n == 0 ? FERRY_ECLOSED : ferry__err_from_errno(errno);
-            if (c->state == CS_HEAD && !ferry__bytes_pending(&c->in)) {
+    if ((mask & FERRY__READABLE) && !c->client_eof && c->state != CS_CLOSING) {
+        long n = head_pinned(c) ? ferry__bytes_recv_inplace(&c->in, c->fd)
+                                : ferry__bytes_recv(&c->in, alloc_of(c), c->fd, READ_CHUNK);
+        if (n == 0) {
+            client_eof(c);
+            return;
+        }
+        if (n == -2) { /* reset: nothing can be answered */
+            if (c->state == CS_HEAD && !ferry__bytes_pending(&c->in))
                 conn_free(c);
-                return;
-            }
-            conn_close(c, "error", why);
+            else
+                conn_close(c, "error", ferry__err_from_errno(errno));
             return;
         }
         if (n > 0 && c->state == CS_HEAD) {
@@ -1047,17 +1118,9 @@ static void client_io(ferry__loop *loop, int fd, void *ud, int mask) {
             parse_head(c);
             return;
         }
-        if (n > 0 && c->state == CS_EXCHANGE) {
-            int r = pump_request_body(c);
-            if (r < 0) {
-                answer_and_close(c, r == -3 ? 413 : r == -2 ? 400 : 502, "error",
-                                 r == -1 ? FERRY_ENOMEM : FERRY_EPROTO);
-                return;
-            }
-            arm_exchange(c);
-        }
+        if (n > 0 && c->state == CS_EXCHANGE && !c->req_done) arm_exchange(c);
     }
-    update_interest(c);
+    drive(c);
 }
 
 static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask) {
@@ -1071,35 +1134,15 @@ static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask) {
         connect_done(c, soerr ? ferry__err_from_errno(soerr) : FERRY_OK);
         return;
     }
-    if (mask & FERRY__WRITABLE) {
-        while (ferry__bytes_pending(&u->out)) {
-            long n = ferry__bytes_send(&u->out, u->fd);
-            if (n == -1) break;
-            if (n < 0) {
-                if (!c->resp_head_done) {
-                    answer_and_close(c, 502, "error", ferry__err_from_errno(errno));
-                } else {
-                    conn_close(c, "error", ferry__err_from_errno(errno));
-                }
-                return;
-            }
-        }
-        ferry__bytes_trim(&u->out, alloc_of(c));
-        if (c->state == CS_TUNNEL) {
-            if (!ferry__bytes_pending(&u->out)) start_tunnel(c);
+    if (c->state == CS_TUNNEL) {
+        if (ferry__bytes_send(&u->out, u->fd) == -2) {
+            conn_close(c, "error", ferry__err_from_errno(errno));
             return;
         }
-        if (c->state == CS_EXCHANGE && !c->req_done) {
-            int r = pump_request_body(c);
-            if (r < 0) {
-                answer_and_close(c, r == -3 ? 413 : r == -2 ? 400 : 502, "error",
-                                 r == -1 ? FERRY_ENOMEM : FERRY_EPROTO);
-                return;
-            }
-            arm_exchange(c);
-        }
+        if (!ferry__bytes_pending(&u->out)) start_tunnel(c);
+        return;
     }
-    if ((mask & FERRY__READABLE) && c->state == CS_EXCHANGE) {
+    if ((mask & FERRY__READABLE) && c->state == CS_EXCHANGE && !c->resp_done) {
         long n = ferry__bytes_recv(&u->in, alloc_of(c), u->fd, READ_CHUNK);
         if (n == -2 && !c->resp_head_done && !ferry__bytes_pending(&u->in)) n = 0;
         if (n == -2) {
@@ -1110,10 +1153,9 @@ static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask) {
             if (pump_response(c, n == 0) < 0) return;
             if (c->resp_head_done) arm(c, opts_of(c)->body_timeout_ms);
         }
-    } else if (c->state == CS_EXCHANGE && c->resp_head_done && ferry__bytes_pending(&u->in)) {
-        if (pump_response(c, 0) < 0) return;
     }
-    update_interest(c);
+    if ((mask & FERRY__WRITABLE) && c->state == CS_EXCHANGE && !c->req_done) arm_exchange(c);
+    drive(c);
 }
 
 static void on_timer(ferry__loop *loop, void *ud) {
