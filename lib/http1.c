@@ -43,7 +43,9 @@ void ferry__http_limits_init(ferry__http_limits *l) {
 
 static int is_alpha(unsigned char b) { return (b | 0x20) >= 'a' && (b | 0x20) <= 'z'; }
 static int is_digit(unsigned char b) { return b >= '0' && b <= '9'; }
-static int is_hex(unsigned char b) { return is_digit(b) || ((b | 0x20) >= 'a' && (b | 0x20) <= 'f'); }
+static int is_hex(unsigned char b) {
+    return is_digit(b) || ((b | 0x20) >= 'a' && (b | 0x20) <= 'f');
+}
 static int is_ws(unsigned char b) { return b == ' ' || b == '\t'; }
 static int is_vchar(unsigned char b) { return b > 0x20 && b < 0x7f; }
 
@@ -188,8 +190,9 @@ static int ipv6_ok(const char *p, size_t n) {
         return 0;
     }
     while (i < n) {
-        size_t start = i, h = 0;
-        while (i < n && is_hex(byte_at(p, i)) && h < 5) i++, h++;
+        size_t start = i;
+        while (i < n && is_hex(byte_at(p, i)) && i - start < 5) i++;
+        size_t h = i - start;
         if (i < n && p[i] == '.') {
             if (groups > 6 || !ipv4_ok(p + start, n - start)) return 0;
             groups += 2;
