@@ -56,6 +56,7 @@ struct ferry__http_conn {
     uint8_t retried;
     uint8_t req_done, resp_head_done, resp_chunked_out, resp_done, close_after;
     uint8_t client_eof;     /* the client shut its sending side */
+    uint8_t head_saw_lf;    /* the head being received has a complete line already */
     uint8_t req_body, resp_body;
     ferry_session_info info;
     ferry__bytes in, out;
@@ -471,6 +472,7 @@ static void parse_head(ferry__http_conn *c) {
 
 static void start_head(ferry__http_conn *c) {
     c->state = CS_HEAD;
+    c->head_saw_lf = 0;
     c->txn_start_us = ferry__now_us();
     c->txn_wall_us = ferry__wall_us();
     const ferry_listener_opts *o = opts_of(c);
@@ -1113,9 +1115,17 @@ static void client_io(ferry__loop *loop, int fd, void *ud, int mask) {
             return;
         }
         if (n > 0 && c->state == CS_HEAD) {
-            if (ferry__bytes_pending(&c->in) == (size_t)n && !c->first)
+            size_t have = ferry__bytes_pending(&c->in);
+            if (have == (size_t)n && !c->first)
                 arm(c, opts_of(c)->header_timeout_ms); /* a new request started */
-            parse_head(c);
+            /* A head can only complete at an LF, and the limits only trip past their sizes:
+             * re-parsing on every byte of a slow client would cost quadratic time. */
+            int lf = memchr(ferry__bytes_head(&c->in) + have - (size_t)n, '\n', (size_t)n) != NULL;
+            c->head_saw_lf |= (uint8_t)lf;
+            if (lf || have > c->limits.max_head || (!c->head_saw_lf && have > c->limits.max_line))
+                parse_head(c);
+            else
+                drive(c);
             return;
         }
         if (n > 0 && c->state == CS_EXCHANGE && !c->req_done) arm_exchange(c);
