@@ -11,7 +11,8 @@
 
 #include "engine_int.h"
 
-enum { ACCEPTS_PER_WAKEUP = 64, ACCEPT_PAUSE_MS = 100, KEPT_BUFFERS = 64, KEPT_PIPES = 16 };
+enum { ACCEPTS_PER_WAKEUP = 64, ACCEPT_PAUSE_MS = 100, KEPT_BUFFERS = 64, KEPT_PIPES = 16,
+       HTTP_BLOCK = 131072, KEPT_HTTP_BLOCKS = 64 };
 
 void ferry_engine_opts_init(ferry_engine_opts *o) {
     memset(o, 0, sizeof *o);
@@ -257,6 +258,7 @@ ferry_err ferry_engine_new(const ferry_engine_opts *opts, ferry_engine **out) {
         ferry__loop_on_wake(w->loop, check_stop, w);
         if (!ferry__bufpool_init(&w->pool, &a, o.buffer_size, o.pipe_size, KEPT_BUFFERS, KEPT_PIPES))
             goto oom;
+        if (!ferry__bytes_pool_init(&w->bytes, &a, HTTP_BLOCK, KEPT_HTTP_BLOCKS)) goto oom;
     }
     ferry__resolver_opts ro = {.threads = o.resolver_threads,
                                .ttl_ms = o.dns_ttl_ms,
@@ -284,6 +286,7 @@ void ferry_engine_free(ferry_engine *e) {
             if (!w->loop) continue;
             close_all_sessions(w, FERRY_EDRAIN); /* only sessions of a never-started engine */
             ferry__bufpool_destroy(&w->pool);
+            ferry__bytes_pool_destroy(&w->bytes);
             ferry__loop_free(w->loop);
         }
     }

@@ -8,6 +8,7 @@
 
 #include "addr.h"
 #include "bufpool.h"
+#include "bytes.h"
 #include "ferry/engine.h"
 #include "ferry/logger.h"
 #include "ferry/pool.h"
@@ -38,6 +39,7 @@ struct ferry__worker {
     pthread_t thread;
     int thread_started;
     ferry__bufpool pool;
+    ferry__bytes_pool bytes; /* HTTP buffers */
     ferry__conn *conns; /* doubly linked, for draining and forced close */
     unsigned nsessions;
     ferry__http_upstream *http_idle; /* idle pooled upstream HTTP connections */

@@ -11,7 +11,9 @@
 
 #include "http_int.h"
 
-enum { HIGH_WATER = 65536, READ_CHUNK = 16384 };
+/* Client reads are heads and request bodies; upstream reads are mostly response bodies,
+ * read in larger pieces to save system calls. Both fit the worker's 128 KiB blocks. */
+enum { HIGH_WATER = 65536, READ_CHUNK = 16384, UPSTREAM_READ = 65536 };
 
 enum client_state {
     CS_HEAD,     /* waiting for (more of) a request head; also keep-alive idle */
@@ -94,6 +96,7 @@ int ferry__http_conn_forwarded(const ferry__http_conn *c) {
 static const ferry_allocator *alloc_of(const ferry__http_conn *c) {
     return &c->base.worker->engine->alloc;
 }
+static ferry__bytes_pool *bytes_of(const ferry__http_conn *c) { return &c->base.worker->bytes; }
 static ferry__loop *loop_of(const ferry__http_conn *c) { return c->base.worker->loop; }
 static const ferry_listener_opts *opts_of(const ferry__http_conn *c) {
     return &c->base.listener->opts;
@@ -115,8 +118,8 @@ static void upstream_free(ferry__worker *w, ferry__http_upstream *u) {
     ferry__loop_unwatch(w->loop, u->fd);
     ferry__timer_stop(w->loop, &u->idle_timer);
     close(u->fd);
-    ferry__bytes_free(&u->in, a);
-    ferry__bytes_free(&u->out, a);
+    ferry__bytes_free(&u->in, &w->bytes);
+    ferry__bytes_free(&u->out, &w->bytes);
     ferry__free(a, u);
 }
 
@@ -151,8 +154,8 @@ static void pool_put(ferry__http_conn *c, ferry__http_upstream *u) {
     ferry__worker *w = c->base.worker;
     const ferry_listener_opts *o = opts_of(c);
     u->uses++;
-    ferry__bytes_free(&u->in, alloc_of(c));
-    ferry__bytes_free(&u->out, alloc_of(c));
+    ferry__bytes_free(&u->in, bytes_of(c));
+    ferry__bytes_free(&u->out, bytes_of(c));
     if (w->stopping || w->http_idle_count >= o->upstream_max_idle ||
         ferry__loop_watch(w->loop, u->fd, FERRY__READABLE, idle_io, u) != FERRY_OK ||
         ferry__timer_start(w->loop, &u->idle_timer, o->upstream_idle_timeout_ms, idle_expired, u)) {
@@ -299,8 +302,8 @@ static void conn_free(ferry__http_conn *c) {
     ferry__loop_unwatch(w->loop, c->fd);
     close(c->fd);
     end_txn_state(c);
-    ferry__bytes_free(&c->in, a);
-    ferry__bytes_free(&c->out, a);
+    ferry__bytes_free(&c->in, &w->bytes);
+    ferry__bytes_free(&c->out, &w->bytes);
     const ferry_hook_ops *ops = hooks_of(c);
     if (ops && ops->on_close) ops->on_close(hook_data(c), &c->info);
     ferry__conn_unlink(&c->base);
@@ -336,7 +339,7 @@ static void answer_and_close(ferry__http_conn *c, int status, const char *verdic
     char body[64];
     int n = snprintf(body, sizeof body, "%d %s\n", status, ferry__http_reason(status));
     int head_only = ferry__view_ieq(c->txn.req.method, "head");
-    if (ferry__http_write_simple(&c->out, alloc_of(c), status, "text/plain", body, (size_t)n, 1,
+    if (ferry__http_write_simple(&c->out, bytes_of(c), status, "text/plain", body, (size_t)n, 1,
                                  head_only)) {
         conn_close(c, "error", FERRY_ENOMEM);
         return;
@@ -429,8 +432,8 @@ static void drive(ferry__http_conn *c) {
         conn_close(c, "relayed", FERRY_OK);
         return;
     }
-    ferry__bytes_trim(&c->out, alloc_of(c));
-    if (c->up) ferry__bytes_trim(&c->up->out, alloc_of(c));
+    ferry__bytes_trim(&c->out, bytes_of(c));
+    if (c->up) ferry__bytes_trim(&c->up->out, bytes_of(c));
     update_interest(c);
 }
 
@@ -477,7 +480,7 @@ static void start_head(ferry__http_conn *c) {
     c->txn_wall_us = ferry__wall_us();
     const ferry_listener_opts *o = opts_of(c);
     arm(c, c->first || ferry__bytes_pending(&c->in) ? o->header_timeout_ms : o->keepalive_timeout_ms);
-    ferry__bytes_trim(&c->in, alloc_of(c));
+    ferry__bytes_trim(&c->in, bytes_of(c));
     if (ferry__bytes_pending(&c->in))
         parse_head(c); /* a pipelined request is already here */
     else
@@ -549,7 +552,7 @@ static void apply_request_verdict(ferry__http_conn *c, ferry_verdict v) {
         int head_only = ferry__view_ieq(t->req.method, "head");
         /* Keep the connection only if no request body is left unread. */
         int close = !c->keep_alive || !c->req_done;
-        if (ferry__http_write_simple(&c->out, alloc_of(c), t->local_status, t->local_type,
+        if (ferry__http_write_simple(&c->out, bytes_of(c), t->local_status, t->local_type,
                                      t->local_body, t->local_len, close, head_only)) {
             conn_close(c, "error", FERRY_ENOMEM);
             return;
@@ -772,7 +775,7 @@ static void route_next(ferry__http_conn *c) {
 
 /* ---- the exchange ---- */
 
-static ferry_err append_chunk(ferry__bytes *out, const ferry_allocator *a, const char *p, size_t n) {
+static ferry_err append_chunk(ferry__bytes *out, ferry__bytes_pool *a, const char *p, size_t n) {
     if (ferry__bytes_append_u64(out, a, n, 1) || ferry__bytes_append(out, a, "\r\n", 2) ||
         ferry__bytes_append(out, a, p, n) || ferry__bytes_append(out, a, "\r\n", 2))
         return FERRY_ENOMEM;
@@ -782,7 +785,7 @@ static ferry_err append_chunk(ferry__bytes *out, const ferry_allocator *a, const
 /* Move request body bytes from the client buffer to the upstream buffer. */
 static int pump_request_body(ferry__http_conn *c) {
     ferry__http_upstream *u = c->up;
-    const ferry_allocator *a = alloc_of(c);
+    ferry__bytes_pool *a = bytes_of(c);
     const ferry_listener_opts *o = opts_of(c);
     while (!c->req_done && ferry__bytes_pending(&c->in) && ferry__bytes_pending(&u->out) < HIGH_WATER) {
         const char *p = ferry__bytes_head(&c->in);
@@ -826,12 +829,12 @@ static void send_request(ferry__http_conn *c) {
         return;
     }
     if (c->retried && c->replay.len) {
-        if (ferry__bytes_append(&u->out, alloc_of(c), c->replay.ptr, c->replay.len)) {
+        if (ferry__bytes_append(&u->out, bytes_of(c), c->replay.ptr, c->replay.len)) {
             answer_and_close(c, 502, "error", FERRY_ENOMEM);
             return;
         }
     } else {
-        if (ferry__http_write_request_head(&u->out, alloc_of(c), t, c->req_body, c->req_left,
+        if (ferry__http_write_request_head(&u->out, bytes_of(c), t, c->req_body, c->req_left,
                                            c->upgrade)) {
             answer_and_close(c, 502, "error", FERRY_ENOMEM);
             return;
@@ -868,10 +871,11 @@ static void start_tunnel(ferry__http_conn *c);
 static int pump_response(ferry__http_conn *c, int upstream_eof) {
     ferry__http_upstream *u = c->up;
     ferry_txn *t = &c->txn;
-    const ferry_allocator *a = alloc_of(c);
+    ferry__bytes_pool *a = bytes_of(c);
     while (!c->resp_head_done) {
         if (!t->resp.headers) {
-            t->resp.headers = ferry__malloc(a, c->limits.max_headers * sizeof *t->resp.headers);
+            t->resp.headers =
+                ferry__malloc(alloc_of(c), c->limits.max_headers * sizeof *t->resp.headers);
             if (!t->resp.headers) {
                 answer_and_close(c, 502, "error", FERRY_ENOMEM);
                 return -1;
@@ -964,8 +968,22 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
         if (c->resp_body == FERRY__BODY_LENGTH || c->resp_body == FERRY__BODY_UNTIL_CLOSE) {
             size_t take = n;
             if (c->resp_body == FERRY__BODY_LENGTH && take > c->resp_left) take = (size_t)c->resp_left;
-            ferry_err err = c->resp_chunked_out ? append_chunk(&c->out, a, p, take)
-                                                : ferry__bytes_append(&c->out, a, p, take);
+            size_t sent = 0;
+            if (!c->resp_chunked_out && !out_pending(c)) {
+                /* Nothing queued for the client: send straight from the upstream buffer,
+                 * saving a copy; only what the socket refuses is queued. */
+                ssize_t w = send(c->fd, p, take, MSG_NOSIGNAL);
+                if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                    conn_close(c, "error", ferry__err_from_errno(errno));
+                    return -1;
+                }
+                sent = w > 0 ? (size_t)w : 0;
+            }
+            ferry_err err = FERRY_OK;
+            if (c->resp_chunked_out)
+                err = append_chunk(&c->out, a, p, take);
+            else if (sent < take)
+                err = ferry__bytes_append(&c->out, a, p + sent, take - sent);
             if (err) {
                 conn_close(c, "error", FERRY_ENOMEM);
                 return -1;
@@ -1034,7 +1052,7 @@ static void tunnel_done(ferry__relay *r, void *ud, ferry_err err) {
 /* Flush what is buffered on both sides, then hand both sockets to the opaque relay. */
 static void start_tunnel(ferry__http_conn *c) {
     ferry__http_upstream *u = c->up;
-    const ferry_allocator *a = alloc_of(c);
+    ferry__bytes_pool *a = bytes_of(c);
     if (ferry__bytes_pending(&u->in) &&
         ferry__bytes_append(&c->out, a, ferry__bytes_head(&u->in), ferry__bytes_pending(&u->in))) {
         conn_close(c, "error", FERRY_ENOMEM);
@@ -1055,7 +1073,7 @@ static void start_tunnel(ferry__http_conn *c) {
     ferry__loop_watch(loop_of(c), u->fd, ferry__bytes_pending(&u->out) ? FERRY__WRITABLE : 0,
                       upstream_io, c);
     if (!out_pending(c) && !ferry__bytes_pending(&u->out)) {
-        c->tunnel = ferry__calloc(a, sizeof *c->tunnel);
+        c->tunnel = ferry__calloc(alloc_of(c), sizeof *c->tunnel);
         if (!c->tunnel) {
             conn_close(c, "error", FERRY_ENOMEM);
             return;
@@ -1102,7 +1120,7 @@ static void client_io(ferry__loop *loop, int fd, void *ud, int mask) {
     }
     if ((mask & FERRY__READABLE) && !c->client_eof && c->state != CS_CLOSING) {
         long n = head_pinned(c) ? ferry__bytes_recv_inplace(&c->in, c->fd)
-                                : ferry__bytes_recv(&c->in, alloc_of(c), c->fd, READ_CHUNK);
+                                : ferry__bytes_recv(&c->in, bytes_of(c), c->fd, READ_CHUNK);
         if (n == 0) {
             client_eof(c);
             return;
@@ -1153,7 +1171,7 @@ static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask) {
         return;
     }
     if ((mask & FERRY__READABLE) && c->state == CS_EXCHANGE && !c->resp_done) {
-        long n = ferry__bytes_recv(&u->in, alloc_of(c), u->fd, READ_CHUNK);
+        long n = ferry__bytes_recv(&u->in, bytes_of(c), u->fd, UPSTREAM_READ);
         if (n == -2 && !c->resp_head_done && !ferry__bytes_pending(&u->in)) n = 0;
         if (n == -2) {
             conn_close(c, "error", ferry__err_from_errno(errno));

@@ -56,17 +56,17 @@ char *ferry__txn_strdup(ferry_txn *t, const char *p, size_t n);
 int ferry__http_hop_by_hop(ferry_view name, const ferry__header_list *headers);
 
 /* Write the upstream request head. body: the request's enum ferry__http_body. */
-ferry_err ferry__http_write_request_head(ferry__bytes *out, const ferry_allocator *a,
+ferry_err ferry__http_write_request_head(ferry__bytes *out, ferry__bytes_pool *a,
                                          const ferry_txn *t, int body, uint64_t length,
                                          int upgrade);
 /* Write the client response head. chunked: re-frame the body as chunked; close: announce
  * Connection: close; keep_alive_10: announce keep-alive to an HTTP/1.0 client. */
-ferry_err ferry__http_write_response_head(ferry__bytes *out, const ferry_allocator *a,
+ferry_err ferry__http_write_response_head(ferry__bytes *out, ferry__bytes_pool *a,
                                           const ferry_txn *t, int body, uint64_t length,
                                           int chunked, int close, int keep_alive_10, int upgrade);
 /* A complete short response made by the proxy itself (errors, rejects, local answers).
  * Never names a backend. */
-ferry_err ferry__http_write_simple(ferry__bytes *out, const ferry_allocator *a, int status,
+ferry_err ferry__http_write_simple(ferry__bytes *out, ferry__bytes_pool *a, int status,
                                    const char *content_type, const char *body, size_t body_len,
                                    int close, int head_only);
 const char *ferry__http_reason(int status);

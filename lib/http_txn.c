@@ -235,7 +235,7 @@ int ferry__http_hop_by_hop(ferry_view name, const ferry__header_list *l) {
     } while (0)
 #define APPEND_STR(out, a, s) APPEND(out, a, s, strlen(s))
 
-static ferry_err append_header(ferry__bytes *out, const ferry_allocator *a, ferry_view name,
+static ferry_err append_header(ferry__bytes *out, ferry__bytes_pool *a, ferry_view name,
                                ferry_view value) {
     APPEND(out, a, name.ptr, name.len);
     APPEND(out, a, ": ", 2);
@@ -244,7 +244,7 @@ static ferry_err append_header(ferry__bytes *out, const ferry_allocator *a, ferr
     return FERRY_OK;
 }
 
-static ferry_err append_length(ferry__bytes *out, const ferry_allocator *a, uint64_t n) {
+static ferry_err append_length(ferry__bytes *out, ferry__bytes_pool *a, uint64_t n) {
     APPEND_STR(out, a, "Content-Length: ");
     if (ferry__bytes_append_u64(out, a, n, 0)) return FERRY_ENOMEM;
     APPEND(out, a, "\r\n", 2);
@@ -256,7 +256,7 @@ static int forwarding_header(ferry_view name) {
            ferry__view_ieq(name, "x-forwarded-host");
 }
 
-ferry_err ferry__http_write_request_head(ferry__bytes *out, const ferry_allocator *a,
+ferry_err ferry__http_write_request_head(ferry__bytes *out, ferry__bytes_pool *a,
                                          const ferry_txn *t, int body, uint64_t length,
                                          int upgrade) {
     const ferry__header_list *l = &t->req_headers;
@@ -291,7 +291,7 @@ ferry_err ferry__http_write_request_head(ferry__bytes *out, const ferry_allocato
     return FERRY_OK;
 }
 
-ferry_err ferry__http_write_response_head(ferry__bytes *out, const ferry_allocator *a,
+ferry_err ferry__http_write_response_head(ferry__bytes *out, ferry__bytes_pool *a,
                                           const ferry_txn *t, int body, uint64_t length,
                                           int chunked, int close, int keep_alive_10, int upgrade) {
     const ferry__header_list *l = &t->resp_headers;
@@ -363,7 +363,7 @@ const char *ferry__http_reason(int status) {
     }
 }
 
-ferry_err ferry__http_write_simple(ferry__bytes *out, const ferry_allocator *a, int status,
+ferry_err ferry__http_write_simple(ferry__bytes *out, ferry__bytes_pool *a, int status,
                                    const char *content_type, const char *body, size_t body_len,
                                    int close, int head_only) {
     char line[96];
