@@ -63,6 +63,7 @@ struct ferry__http_conn {
     ferry_session_info info;
     ferry__bytes in, out;
     ferry__timer timer;
+    uint64_t deadline_ms; /* the timer may fire earlier; this is when it is really due */
     ferry_txn txn;
     ferry_view replay; /* the request head as sent, kept (in the txn arena) for one retry */
     ferry__http_upstream *up;
@@ -231,7 +232,11 @@ static void update_interest(ferry__http_conn *c) {
 
 static void on_timer(ferry__loop *loop, void *ud);
 
+/* Deadlines move on almost every event; moving one later costs nothing here: the timer
+ * keeps its earlier expiry and, when it fires, re-arms itself for what is left. */
 static void arm(ferry__http_conn *c, unsigned ms) {
+    c->deadline_ms = ferry__loop_now(loop_of(c)) + ms;
+    if (ferry__timer_active(&c->timer) && c->timer.deadline_ms <= c->deadline_ms) return;
     if (ferry__timer_start(loop_of(c), &c->timer, ms, on_timer, c) != FERRY_OK)
         ferry__timer_stop(loop_of(c), &c->timer); /* no memory: the transaction simply has no deadline */
 }
@@ -1187,8 +1192,12 @@ static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask) {
 }
 
 static void on_timer(ferry__loop *loop, void *ud) {
-    (void)loop;
     ferry__http_conn *c = ud;
+    uint64_t now = ferry__loop_now(loop);
+    if (now < c->deadline_ms) {
+        arm(c, (unsigned)(c->deadline_ms - now));
+        return;
+    }
     switch (c->state) {
     case CS_HEAD:
         if (!ferry__bytes_pending(&c->in)) { /* idle keep-alive: just close */

@@ -207,13 +207,29 @@ ferry_err ferry_txn_set_reject_status(ferry_txn *t, int status) {
 
 /* ---- writing heads ---- */
 
+/* The fixed hop-by-hop and framing fields; the length check keeps this cheap per header. */
+static int hop_fixed(ferry_view name) {
+    switch (name.len) {
+    case 2: return ferry__view_ieq(name, "te");
+    case 7: return ferry__view_ieq(name, "trailer") || ferry__view_ieq(name, "upgrade");
+    case 10: return ferry__view_ieq(name, "connection") || ferry__view_ieq(name, "keep-alive");
+    case 14: return ferry__view_ieq(name, "content-length");
+    case 16: return ferry__view_ieq(name, "proxy-connection");
+    case 17: return ferry__view_ieq(name, "transfer-encoding");
+    case 18: return ferry__view_ieq(name, "proxy-authenticate");
+    case 19: return ferry__view_ieq(name, "proxy-authorization");
+    default: return 0;
+    }
+}
+
+static int has_connection(const ferry__header_list *l) {
+    for (unsigned i = 0; i < l->count; i++)
+        if (l->items[i].name.len == 10 && ferry__view_ieq(l->items[i].name, "connection")) return 1;
+    return 0;
+}
+
 int ferry__http_hop_by_hop(ferry_view name, const ferry__header_list *l) {
-    static const char *const fixed[] = {"connection", "keep-alive", "proxy-connection", "te",
-                                        "trailer", "upgrade", "transfer-encoding",
-                                        "content-length", "proxy-authorization",
-                                        "proxy-authenticate"};
-    for (size_t i = 0; i < FERRY__ARRAY_LEN(fixed); i++)
-        if (ferry__view_ieq(name, fixed[i])) return 1;
+    if (hop_fixed(name)) return 1;
     /* Fields named by Connection are hop-by-hop too. */
     char lower[64];
     if (name.len >= sizeof lower) return 0;
@@ -261,13 +277,14 @@ ferry_err ferry__http_write_request_head(ferry__bytes *out, ferry__bytes_pool *a
                                          int upgrade) {
     const ferry__header_list *l = &t->req_headers;
     int forwarded = ferry__http_conn_forwarded(t->conn);
+    int conn = has_connection(l);
     APPEND(out, a, t->req.method.ptr, t->req.method.len);
     APPEND(out, a, " ", 1);
     APPEND(out, a, t->req.target.ptr, t->req.target.len);
     APPEND_STR(out, a, " HTTP/1.1\r\n");
     for (unsigned i = 0; i < l->count; i++) {
         ferry_view n = l->items[i].name;
-        if (ferry__http_hop_by_hop(n, l)) continue;
+        if (conn ? ferry__http_hop_by_hop(n, l) : hop_fixed(n)) continue;
         if (forwarded && forwarding_header(n)) continue; /* replaced below, never trusted */
         if (append_header(out, a, n, l->items[i].value)) return FERRY_ENOMEM;
     }
@@ -306,13 +323,14 @@ ferry_err ferry__http_write_response_head(ferry__bytes *out, ferry__bytes_pool *
     APPEND(out, a, "\r\n", 2);
     /* HEAD and 304 responses carry the length the full response would have. */
     int keep_length = body == FERRY__BODY_NONE && status >= 200 && status != 204;
+    int conn = has_connection(l);
     for (unsigned i = 0; i < l->count; i++) {
         ferry_view n = l->items[i].name;
         if (keep_length && ferry__view_ieq(n, "content-length")) {
             if (append_header(out, a, n, l->items[i].value)) return FERRY_ENOMEM;
             continue;
         }
-        if (ferry__http_hop_by_hop(n, l)) continue;
+        if (conn ? ferry__http_hop_by_hop(n, l) : hop_fixed(n)) continue;
         if (append_header(out, a, n, l->items[i].value)) return FERRY_ENOMEM;
     }
     if (body == FERRY__BODY_LENGTH && append_length(out, a, length)) return FERRY_ENOMEM;
