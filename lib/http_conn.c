@@ -58,6 +58,7 @@ struct ferry__http_conn {
     uint8_t retried;
     uint8_t req_done, resp_head_done, resp_chunked_out, resp_done, close_after;
     uint8_t client_eof;     /* the client shut its sending side */
+    uint8_t req_filter, resp_filter; /* bodies go through on_body */
     uint8_t head_saw_lf;    /* the head being received has a complete line already */
     uint8_t req_body, resp_body;
     ferry_session_info info;
@@ -387,6 +388,8 @@ static void finish_txn(ferry__http_conn *c) {
 
 static int pump_response(ferry__http_conn *c, int upstream_eof);
 static int pump_request_body(ferry__http_conn *c);
+static int body_error_status(const ferry__http_conn *c, int r);
+static ferry_err body_error(int r);
 
 /* Send what is pending on both sides right away (most sends complete, so no writability
  * event is needed), keep bodies moving, then set the interest masks. Tail position only:
@@ -412,8 +415,7 @@ static void drive(ferry__http_conn *c) {
             size_t before = ferry__bytes_pending(&c->in);
             int r = pump_request_body(c);
             if (r < 0) {
-                answer_and_close(c, r == -3 ? 413 : r == -2 ? 400 : 502, "error",
-                                 r == -1 ? FERRY_ENOMEM : FERRY_EPROTO);
+                answer_and_close(c, body_error_status(c, r), "error", body_error(r));
                 return;
             }
             if (ferry__bytes_pending(&c->in) != before) progress = 1;
@@ -435,6 +437,10 @@ static void drive(ferry__http_conn *c) {
     }
     if (c->state == CS_CLOSING && !out_pending(c)) {
         conn_close(c, "relayed", FERRY_OK);
+        return;
+    }
+    if (c->client_eof && c->state == CS_EXCHANGE && !c->req_done && !ferry__bytes_pending(&c->in)) {
+        conn_close(c, "error", FERRY_ECLOSED); /* the client closed in the middle of its body */
         return;
     }
     ferry__bytes_trim(&c->out, bytes_of(c));
@@ -511,6 +517,7 @@ static void start_txn(ferry__http_conn *c) {
     c->req_left = t->req.content_length;
     c->req_done = c->req_body == FERRY__BODY_NONE;
     c->resp_head_done = c->resp_done = c->resp_chunked_out = c->close_after = 0;
+    c->req_filter = c->resp_filter = 0;
     c->retried = 0;
     ferry__chunked_init(&c->req_dec);
     if (ferry__txn_take_request(t)) {
@@ -787,6 +794,43 @@ static ferry_err append_chunk(ferry__bytes *out, ferry__bytes_pool *a, const cha
     return FERRY_OK;
 }
 
+/* pump_request_body's failures: -1 out of memory, -2 bad chunked coding, -3 too large,
+ * -4 rejected by on_body. */
+static int body_error_status(const ferry__http_conn *c, int r) {
+    if (r == -4) return c->txn.reject_status;
+    return r == -3 ? 413 : r == -2 ? 400 : 502;
+}
+static ferry_err body_error(int r) {
+    return r == -1 ? FERRY_ENOMEM : r == -3 ? FERRY_ELIMIT : r == -4 ? FERRY_EREJECTED : FERRY_EPROTO;
+}
+
+/* on_body filters only bodies it can read: no content coding. */
+static int identity_coded(const ferry__header_list *l) {
+    for (unsigned i = 0; i < l->count; i++)
+        if (ferry__view_ieq(l->items[i].name, "content-encoding") &&
+            !ferry__view_ieq(l->items[i].value, "identity"))
+            return 0;
+    return 1;
+}
+
+/* Hand one body piece to on_body; its output (or the piece itself) goes to out.
+ * 0, or -1 out of memory, -2 the hook rejected. */
+static int filter_piece(ferry__http_conn *c, ferry_txn_part part, ferry__bytes *out, int chunked,
+                        const char *p, size_t n, int last) {
+    ferry_txn *t = &c->txn;
+    t->body_out = out;
+    t->body_pool = bytes_of(c);
+    t->body_chunked = (uint8_t)chunked;
+    t->body_written = t->body_oom = 0;
+    ferry_verdict v = hooks_of(c)->on_body(hook_data(c), t, part, (ferry_view){p, n}, last);
+    t->body_out = NULL;
+    if (t->body_oom) return -1;
+    if (v == FERRY_REJECT) return -2;
+    if (t->body_written || !n) return 0;
+    if (chunked) return append_chunk(out, bytes_of(c), p, n) ? -1 : 0;
+    return ferry__bytes_append(out, bytes_of(c), p, n) ? -1 : 0;
+}
+
 /* Move request body bytes from the client buffer to the upstream buffer. */
 static int pump_request_body(ferry__http_conn *c) {
     ferry__http_upstream *u = c->up;
@@ -797,11 +841,21 @@ static int pump_request_body(ferry__http_conn *c) {
         size_t n = ferry__bytes_pending(&c->in);
         if (c->req_body == FERRY__BODY_LENGTH) {
             size_t take = n < c->req_left ? n : (size_t)c->req_left;
-            if (ferry__bytes_append(&u->out, a, p, take)) return -1;
+            if (c->req_filter) {
+                int r = filter_piece(c, FERRY_TXN_REQUEST, &u->out, 1, p, take, 0);
+                if (r) return r == -2 ? -4 : -1;
+            } else if (ferry__bytes_append(&u->out, a, p, take)) {
+                return -1;
+            }
             ferry__bytes_consume(&c->in, take);
             c->req_left -= take;
             c->req_bytes += take;
-            if (c->req_left == 0) c->req_done = 1;
+            if (c->req_left == 0) {
+                c->req_done = 1;
+                if (c->req_filter && (filter_piece(c, FERRY_TXN_REQUEST, &u->out, 1, NULL, 0, 1) ||
+                                      ferry__bytes_append(&u->out, a, "0\r\n\r\n", 5)))
+                    return -1;
+            }
             continue;
         }
         size_t used = 0;
@@ -810,11 +864,17 @@ static int pump_request_body(ferry__http_conn *c) {
         int r = ferry__chunked_decode(&c->req_dec, p, n, &used, &data, &herr);
         if (r == FERRY__CHUNKED_ERROR) return -2;
         if (r == FERRY__CHUNKED_DATA) {
-            if (append_chunk(&u->out, a, data.ptr, data.len)) return -1;
+            if (c->req_filter) {
+                int fr = filter_piece(c, FERRY_TXN_REQUEST, &u->out, 1, data.ptr, data.len, 0);
+                if (fr) return fr == -2 ? -4 : -1;
+            } else if (append_chunk(&u->out, a, data.ptr, data.len)) {
+                return -1;
+            }
             c->req_bytes += data.len;
             if (o->max_body_bytes && c->req_bytes > o->max_body_bytes) return -3;
         }
         if (r == FERRY__CHUNKED_DONE) {
+            if (c->req_filter && filter_piece(c, FERRY_TXN_REQUEST, &u->out, 1, NULL, 0, 1)) return -1;
             if (ferry__bytes_append(&u->out, a, "0\r\n\r\n", 5)) return -1;
             c->req_done = 1;
         }
@@ -839,7 +899,10 @@ static void send_request(ferry__http_conn *c) {
             return;
         }
     } else {
-        if (ferry__http_write_request_head(&u->out, bytes_of(c), t, c->req_body, c->req_left,
+        c->req_filter = ops && ops->on_body && c->req_body != FERRY__BODY_NONE &&
+                        identity_coded(&t->req_headers);
+        int framing = c->req_filter ? FERRY__BODY_CHUNKED : c->req_body; /* lengths may change */
+        if (ferry__http_write_request_head(&u->out, bytes_of(c), t, framing, c->req_left,
                                            c->upgrade)) {
             answer_and_close(c, 502, "error", FERRY_ENOMEM);
             return;
@@ -861,8 +924,7 @@ static void send_request(ferry__http_conn *c) {
     c->state = CS_EXCHANGE;
     int r = pump_request_body(c);
     if (r < 0) {
-        answer_and_close(c, r == -3 ? 413 : r == -2 ? 400 : 502, "error",
-                         r == -1 ? FERRY_ENOMEM : FERRY_EPROTO);
+        answer_and_close(c, body_error_status(c, r), "error", body_error(r));
         return;
     }
     arm_exchange(c);
@@ -949,12 +1011,17 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
         c->resp_body = t->resp.body;
         c->resp_left = t->resp.content_length;
         ferry__chunked_init(&c->resp_dec);
-        int until_close = c->resp_body == FERRY__BODY_UNTIL_CLOSE;
-        c->resp_chunked_out = (c->resp_body == FERRY__BODY_CHUNKED || until_close) && c->client_11;
+        const ferry_hook_ops *hops = hooks_of(c);
+        c->resp_filter = hops && hops->on_body && c->resp_body != FERRY__BODY_NONE &&
+                         identity_coded(&t->resp_headers);
+        /* A filtered body's length is unknown until it is done. */
+        int framing = c->resp_filter ? FERRY__BODY_UNTIL_CLOSE : c->resp_body;
+        int until_close = framing == FERRY__BODY_UNTIL_CLOSE;
+        c->resp_chunked_out = (framing == FERRY__BODY_CHUNKED || until_close) && c->client_11;
         if (until_close && !c->client_11) c->close_after = 1;
         int close = c->close_after || !c->keep_alive || !c->req_done;
         if (!c->req_done) c->close_after = 1; /* an early answer: the rest of the body is not read */
-        if (ferry__http_write_response_head(&c->out, a, t, c->resp_body, c->resp_left,
+        if (ferry__http_write_response_head(&c->out, a, t, framing, c->resp_left,
                                             c->resp_chunked_out, close,
                                             c->keep_alive && !c->client_11, 0)) {
             answer_and_close(c, 502, "error", FERRY_ENOMEM);
@@ -974,7 +1041,14 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
             size_t take = n;
             if (c->resp_body == FERRY__BODY_LENGTH && take > c->resp_left) take = (size_t)c->resp_left;
             size_t sent = 0;
-            if (!c->resp_chunked_out && !out_pending(c)) {
+            if (c->resp_filter) {
+                int r = filter_piece(c, FERRY_TXN_RESPONSE, &c->out, c->resp_chunked_out, p, take, 0);
+                if (r) {
+                    conn_close(c, r == -2 ? "rejected" : "error", r == -2 ? FERRY_EREJECTED : FERRY_ENOMEM);
+                    return -1;
+                }
+                sent = take; /* handled */
+            } else if (!c->resp_chunked_out && !out_pending(c)) {
                 /* Nothing queued for the client: send straight from the upstream buffer,
                  * saving a copy; only what the socket refuses is queued. */
                 ssize_t w = send(c->fd, p, take, MSG_NOSIGNAL);
@@ -985,7 +1059,9 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
                 sent = w > 0 ? (size_t)w : 0;
             }
             ferry_err err = FERRY_OK;
-            if (c->resp_chunked_out)
+            if (c->resp_filter)
+                err = FERRY_OK;
+            else if (c->resp_chunked_out)
                 err = append_chunk(&c->out, a, p, take);
             else if (sent < take)
                 err = ferry__bytes_append(&c->out, a, p + sent, take - sent);
@@ -1014,10 +1090,15 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
             return -1;
         }
         if (r == FERRY__CHUNKED_DATA) {
-            ferry_err err = c->resp_chunked_out ? append_chunk(&c->out, a, data.ptr, data.len)
-                                                : ferry__bytes_append(&c->out, a, data.ptr, data.len);
-            if (err) {
-                conn_close(c, "error", FERRY_ENOMEM);
+            int fr = 0;
+            if (c->resp_filter)
+                fr = filter_piece(c, FERRY_TXN_RESPONSE, &c->out, c->resp_chunked_out, data.ptr,
+                                  data.len, 0);
+            else if (c->resp_chunked_out ? append_chunk(&c->out, a, data.ptr, data.len)
+                                         : ferry__bytes_append(&c->out, a, data.ptr, data.len))
+                fr = -1;
+            if (fr) {
+                conn_close(c, fr == -2 ? "rejected" : "error", fr == -2 ? FERRY_EREJECTED : FERRY_ENOMEM);
                 return -1;
             }
             c->resp_bytes += data.len;
@@ -1032,6 +1113,13 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
             return -1;
         }
         c->resp_done = 1;
+    }
+    if (c->resp_done && c->resp_filter) {
+        int fr = filter_piece(c, FERRY_TXN_RESPONSE, &c->out, c->resp_chunked_out, NULL, 0, 1);
+        if (fr) {
+            conn_close(c, fr == -2 ? "rejected" : "error", fr == -2 ? FERRY_EREJECTED : FERRY_ENOMEM);
+            return -1;
+        }
     }
     if (c->resp_done && c->resp_chunked_out && ferry__bytes_append(&c->out, a, "0\r\n\r\n", 5)) {
         conn_close(c, "error", FERRY_ENOMEM);
@@ -1096,17 +1184,16 @@ static void start_tunnel(ferry__http_conn *c) {
 /* The client closed its side. A complete request is still answered (then the connection
  * closes); a request cut short ends the connection. */
 static void client_eof(ferry__http_conn *c) {
-    int request_complete = (c->state == CS_EXCHANGE || c->state == CS_ROUTING ||
-                            c->state == CS_PAUSED) && c->req_done;
     if (c->state == CS_HEAD && !ferry__bytes_pending(&c->in)) {
         conn_free(c);
         return;
     }
-    if (!request_complete && c->state != CS_CLOSING) {
+    if (c->state == CS_HEAD) { /* a head that can never be completed */
         conn_close(c, "error", FERRY_ECLOSED);
         return;
     }
-    /* Requests already received are still answered, in order; then the connection closes. */
+    /* Requests already received (bodies included) are still answered, in order; a body
+     * that turns out short ends the connection once the buffer runs dry (see drive). */
     c->client_eof = 1;
     drive(c);
 }

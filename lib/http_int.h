@@ -37,6 +37,10 @@ struct ferry_txn {
     char *local_body;
     size_t local_len;
     int status; /* sent to the client */
+    /* during on_body: where ferry_txn_body_write() goes */
+    ferry__bytes *body_out;
+    ferry__bytes_pool *body_pool;
+    uint8_t body_chunked, body_written, body_oom;
 };
 
 /* http_conn.c: what the transaction needs from its connection */

@@ -199,6 +199,22 @@ ferry_err ferry_txn_respond(ferry_txn *t, int status, const char *content_type, 
     return FERRY_OK;
 }
 
+ferry_err ferry_txn_body_write(ferry_txn *t, const char *data, size_t len) {
+    if (!t || !t->body_out || (len && !data)) return FERRY_EINVAL;
+    t->body_written = 1;
+    if (!len) return FERRY_OK;
+    ferry__bytes *out = t->body_out;
+    ferry__bytes_pool *a = t->body_pool;
+    ferry_err err = FERRY_OK;
+    if (t->body_chunked)
+        err = ferry__bytes_append_u64(out, a, len, 1);
+    if (!err && t->body_chunked) err = ferry__bytes_append(out, a, "\r\n", 2);
+    if (!err) err = ferry__bytes_append(out, a, data, len);
+    if (!err && t->body_chunked) err = ferry__bytes_append(out, a, "\r\n", 2);
+    if (err) t->body_oom = 1;
+    return err;
+}
+
 ferry_err ferry_txn_set_reject_status(ferry_txn *t, int status) {
     if (!t || status < 400 || status > 599) return FERRY_EINVAL;
     t->reject_status = status;

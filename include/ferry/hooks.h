@@ -44,6 +44,16 @@ typedef struct ferry_hook_ops {
     /* HTTP: a response head arrived from upstream; may edit response headers. FERRY_REJECT
      * answers 502 instead. */
     ferry_verdict (*on_response)(void *user_data, ferry_txn *txn);
+    /* HTTP, optional streaming filter over identity-coded bodies (no Content-Encoding).
+     * Called per piece of the request body (part FERRY_TXN_REQUEST) and of the response
+     * body (FERRY_TXN_RESPONSE), in order, and once more with last = 1 (data may be empty).
+     * The piece passes unchanged unless the hook calls ferry_txn_body_write() during the
+     * call: then what it wrote (possibly nothing) replaces the piece. Because lengths may
+     * change, a filtered body is re-framed chunked (close-delimited for HTTP/1.0 clients).
+     * FERRY_REJECT ends the transaction: the connection closes. Setting this hook costs a
+     * call per piece; bodies of other transactions of the listener are filtered too. */
+    ferry_verdict (*on_body)(void *user_data, ferry_txn *txn, ferry_txn_part part,
+                             ferry_view data, int last);
 } ferry_hook_ops;
 
 typedef struct ferry_hooks {

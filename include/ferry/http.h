@@ -56,6 +56,10 @@ FERRY_API ferry_err ferry_txn_respond(ferry_txn *txn, int status, const char *co
 /* From on_request: the status used when the hook returns FERRY_REJECT (default 403). */
 FERRY_API ferry_err ferry_txn_set_reject_status(ferry_txn *txn, int status);
 
+/* From on_body only: emit bytes in place of the current piece (may be called several
+ * times; bytes are copied). FERRY_EINVAL outside on_body. */
+FERRY_API ferry_err ferry_txn_body_write(ferry_txn *txn, const char *data, size_t len);
+
 /* Asynchronous verdicts. In on_request, take a ticket and return FERRY_PAUSE; later, from
  * any thread, call ferry_txn_resume() exactly once with FERRY_CONTINUE or FERRY_REJECT
  * (status 400-599, 0 for the txn's reject status). The txn itself must not be touched
