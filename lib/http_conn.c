@@ -18,6 +18,7 @@ enum { HIGH_WATER = 65536, READ_CHUNK = 16384, UPSTREAM_READ = 65536 };
 enum client_state {
     CS_HEAD,     /* waiting for (more of) a request head; also keep-alive idle */
     CS_PAUSED,   /* on_request paused; waiting for ferry_txn_resume() */
+    CS_BUFFERING, /* reading the whole request body before choosing an upstream */
     CS_ROUTING,  /* choosing and connecting an upstream */
     CS_EXCHANGE, /* request head sent: body (if any) up, response down */
     CS_CLOSING,  /* flushing the last bytes, then close */
@@ -59,6 +60,8 @@ struct ferry__http_conn {
     uint8_t req_done, resp_head_done, resp_chunked_out, resp_done, close_after;
     uint8_t client_eof;     /* the client shut its sending side */
     uint8_t req_filter, resp_filter; /* bodies go through on_body */
+    uint8_t buffered;       /* the whole request body is in the client buffer */
+    uint8_t pump_unbounded; /* move a buffered body upstream in one go */
     uint8_t head_saw_lf;    /* the head being received has a complete line already */
     uint8_t req_body, resp_body;
     ferry_session_info info;
@@ -205,7 +208,7 @@ static size_t out_pending(const ferry__http_conn *c) { return ferry__bytes_pendi
 /* While the request head's views are in use (hooks, routing), the client buffer must not
  * move: early bytes are read only into its free tail. */
 static int head_pinned(const ferry__http_conn *c) {
-    return c->state == CS_ROUTING || c->state == CS_PAUSED;
+    return c->state == CS_ROUTING || c->state == CS_PAUSED || c->state == CS_BUFFERING;
 }
 
 /* Interest changes cost a system call each, so masks stay stable: the client is read
@@ -216,7 +219,9 @@ static void update_interest(ferry__http_conn *c) {
     ferry__http_upstream *u = c->up;
     if (c->state == CS_TUNNEL) return;
     size_t in = ferry__bytes_pending(&c->in);
-    int room = c->state == CS_HEAD ? in <= c->limits.max_head : in < HIGH_WATER;
+    int room = c->state == CS_HEAD        ? in <= c->limits.max_head
+               : c->state == CS_BUFFERING ? 1
+                                          : in < HIGH_WATER;
     if (head_pinned(c) && c->in.cap == c->in.len) room = 0;
     if (c->state == CS_EXCHANGE && !c->req_done && u && ferry__bytes_pending(&u->out) >= HIGH_WATER)
         room = 0; /* backpressure on the request body */
@@ -452,6 +457,8 @@ static void drive(ferry__http_conn *c) {
 
 static void start_txn(ferry__http_conn *c);
 static void apply_request_verdict(ferry__http_conn *c, ferry_verdict v);
+static void start_routing(ferry__http_conn *c);
+static void check_buffered(ferry__http_conn *c);
 
 static void parse_head(ferry__http_conn *c) {
     ferry__http_msg *m = &c->txn.req;
@@ -517,7 +524,7 @@ static void start_txn(ferry__http_conn *c) {
     c->req_left = t->req.content_length;
     c->req_done = c->req_body == FERRY__BODY_NONE;
     c->resp_head_done = c->resp_done = c->resp_chunked_out = c->close_after = 0;
-    c->req_filter = c->resp_filter = 0;
+    c->req_filter = c->resp_filter = c->buffered = 0;
     c->retried = 0;
     ferry__chunked_init(&c->req_dec);
     if (ferry__txn_take_request(t)) {
@@ -576,6 +583,16 @@ static void apply_request_verdict(ferry__http_conn *c, ferry_verdict v) {
         finish_txn(c);
         return;
     }
+    if (opts_of(c)->request_buffer_bytes && c->req_body != FERRY__BODY_NONE) {
+        c->state = CS_BUFFERING;
+        arm(c, opts_of(c)->body_timeout_ms);
+        check_buffered(c);
+        return;
+    }
+    start_routing(c);
+}
+
+static void start_routing(ferry__http_conn *c) {
     c->rt = ferry__calloc(alloc_of(c), sizeof *c->rt);
     if (!c->rt) {
         conn_close(c, "error", FERRY_ENOMEM);
@@ -585,6 +602,41 @@ static void apply_request_verdict(ferry__http_conn *c, ferry_verdict v) {
     ferry__timer_stop(loop_of(c), &c->timer);
     update_interest(c);
     route_next(c);
+}
+
+/* Is the whole request body in the buffer? 1 yes, 0 not yet, -1 it will not fit (too big
+ * for the option, or for the buffer, which must not move while the head is in use). */
+static int body_in_buffer(ferry__http_conn *c) {
+    const char *body = ferry__bytes_head(&c->in) + c->head_len;
+    size_t have = ferry__bytes_pending(&c->in) - c->head_len;
+    size_t room = c->in.cap - c->in.off - c->head_len;
+    size_t limit = opts_of(c)->request_buffer_bytes < room ? opts_of(c)->request_buffer_bytes : room;
+    if (c->req_body == FERRY__BODY_LENGTH) {
+        if (c->req_left > limit) return -1;
+        return have >= c->req_left;
+    }
+    ferry__chunked dec;
+    ferry__chunked_init(&dec);
+    size_t pos = 0;
+    for (;;) {
+        size_t used = 0;
+        ferry_view data;
+        ferry__http_error herr;
+        int r = ferry__chunked_decode(&dec, body + pos, have - pos, &used, &data, &herr);
+        pos += used;
+        if (r == FERRY__CHUNKED_DONE || r == FERRY__CHUNKED_ERROR) return 1; /* errors: the pump reports */
+        if (r == FERRY__CHUNKED_NEED_MORE) return have >= limit ? -1 : 0;
+    }
+}
+
+static void check_buffered(ferry__http_conn *c) {
+    int r = body_in_buffer(c);
+    if (r == 0 && !c->client_eof) {
+        drive(c);
+        return;
+    }
+    c->buffered = r == 1;
+    start_routing(c);
 }
 
 /* ---- pausing: a hook decides later, from any thread ---- */
@@ -836,7 +888,8 @@ static int pump_request_body(ferry__http_conn *c) {
     ferry__http_upstream *u = c->up;
     ferry__bytes_pool *a = bytes_of(c);
     const ferry_listener_opts *o = opts_of(c);
-    while (!c->req_done && ferry__bytes_pending(&c->in) && ferry__bytes_pending(&u->out) < HIGH_WATER) {
+    while (!c->req_done && ferry__bytes_pending(&c->in) &&
+           (c->pump_unbounded || ferry__bytes_pending(&u->out) < HIGH_WATER)) {
         const char *p = ferry__bytes_head(&c->in);
         size_t n = ferry__bytes_pending(&c->in);
         if (c->req_body == FERRY__BODY_LENGTH) {
@@ -910,10 +963,6 @@ static void send_request(ferry__http_conn *c) {
         /* A reused connection may turn out closed by the server: keep what was sent so
          * a replayable request can be sent once more on a fresh connection. */
         c->replay = (ferry_view){NULL, 0};
-        if (u->uses && c->req_body == FERRY__BODY_NONE && idempotent(t->req.method)) {
-            char *copy = ferry__txn_strdup(t, ferry__bytes_head(&u->out), ferry__bytes_pending(&u->out));
-            if (copy) c->replay = (ferry_view){copy, ferry__bytes_pending(&u->out)};
-        }
     }
     /* The head is out: its views into the client buffer are not used past this point. */
     t->req_headers.count = 0;
@@ -922,7 +971,16 @@ static void send_request(ferry__http_conn *c) {
         c->head_len = 0;
     }
     c->state = CS_EXCHANGE;
+    c->pump_unbounded = c->buffered;
     int r = pump_request_body(c);
+    c->pump_unbounded = 0;
+    /* A reused connection may turn out closed by the server: keep what was sent so a
+     * replayable request (idempotent, body none or buffered whole) can go once more. */
+    if (!r && !c->retried && u->uses && c->req_done && idempotent(t->req.method) &&
+        (c->req_body == FERRY__BODY_NONE || c->buffered)) {
+        char *copy = ferry__txn_strdup(t, ferry__bytes_head(&u->out), ferry__bytes_pending(&u->out));
+        if (copy) c->replay = (ferry_view){copy, ferry__bytes_pending(&u->out)};
+    }
     if (r < 0) {
         answer_and_close(c, body_error_status(c, r), "error", body_error(r));
         return;
@@ -1195,6 +1253,10 @@ static void client_eof(ferry__http_conn *c) {
     /* Requests already received (bodies included) are still answered, in order; a body
      * that turns out short ends the connection once the buffer runs dry (see drive). */
     c->client_eof = 1;
+    if (c->state == CS_BUFFERING) {
+        check_buffered(c);
+        return;
+    }
     drive(c);
 }
 
@@ -1239,6 +1301,10 @@ static void client_io(ferry__loop *loop, int fd, void *ud, int mask) {
             return;
         }
         if (n > 0 && c->state == CS_EXCHANGE && !c->req_done) arm_exchange(c);
+        if (n > 0 && c->state == CS_BUFFERING) {
+            check_buffered(c);
+            return;
+        }
     }
     drive(c);
 }
@@ -1291,6 +1357,9 @@ static void on_timer(ferry__loop *loop, void *ud) {
             conn_free(c);
             return;
         }
+        answer_and_close(c, 408, "error", FERRY_ETIMEDOUT);
+        return;
+    case CS_BUFFERING: /* the client stopped sending its body */
         answer_and_close(c, 408, "error", FERRY_ETIMEDOUT);
         return;
     case CS_PAUSED:

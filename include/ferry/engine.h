@@ -100,6 +100,10 @@ typedef struct ferry_listener_opts {
     unsigned upstream_max_idle;   /* idle upstream connections kept per worker; default 64 */
     int forwarded_headers;        /* add X-Forwarded-For/-Proto/-Host (replacing the client's);
                                    * default 1 */
+    unsigned request_buffer_bytes; /* read request bodies up to this size completely before
+                                   * connecting upstream, so that an idempotent request with
+                                   * a body can be retried; larger bodies stream. Bounded by
+                                   * the 128 KiB connection buffer. 0 (default): stream all */
 } ferry_listener_opts;
 
 FERRY_API void ferry_listener_opts_init(ferry_listener_opts *opts);

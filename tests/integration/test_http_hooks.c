@@ -17,6 +17,7 @@ typedef struct http_backend {
     pthread_mutex_t lock;
     char last_head[8192];
     char last_body[8192]; /* the request body as it arrived, framing included */
+    int drop_second;      /* close a connection, unanswered, when its 2nd request arrives */
 } http_backend;
 
 static void *backend_conn(void *arg);
@@ -67,6 +68,7 @@ static void *backend_conn(void *arg) {
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     char buf[16384];
     size_t have = 0;
+    int served = 0;
     for (;;) {
         ssize_t n = recv(fd, buf + have, sizeof buf - 1 - have, 0);
         if (n <= 0) break;
@@ -78,6 +80,7 @@ static void *backend_conn(void *arg) {
         char head_copy[8192];
         snprintf(head_copy, sizeof head_copy, "%.*s", (int)head, buf);
         if (body_incomplete(head_copy, buf + head, have - head)) continue;
+        if (b->drop_second && ++served == 2) break; /* as a server that timed the connection out */
         pthread_mutex_lock(&b->lock);
         memcpy(b->last_head, head_copy, sizeof head_copy);
         snprintf(b->last_body, sizeof b->last_body, "%.*s", (int)(have - head), buf + head);
@@ -424,6 +427,59 @@ START_TEST(on_body_filters_request_and_response_bodies) {
 }
 END_TEST
 
+/* ---- retries: a pooled connection the server closed, with a buffered body ---- */
+
+static ferry_engine *retry_proxy(uint16_t backend_port, unsigned buffer, uint16_t *port) {
+    ferry_engine *engine;
+    ck_assert_int_eq(ferry_engine_new(NULL, &engine), FERRY_OK);
+    ferry_pool *pool;
+    ck_assert_int_eq(ferry_pool_new(engine, "b", &pool), FERRY_OK);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", backend_port);
+    ck_assert_int_eq(ferry_pool_add(pool, addr, 1, NULL), FERRY_OK);
+    ferry_listener_opts lo;
+    ferry_listener_opts_init(&lo);
+    lo.address = "127.0.0.1:0";
+    lo.protocol = FERRY_PROTO_HTTP;
+    lo.direction = ferry_direction_reverse();
+    lo.direction_data = pool;
+    lo.request_buffer_bytes = buffer;
+    ferry_listener *l;
+    ck_assert_int_eq(ferry_engine_listen(engine, &lo, &l), FERRY_OK);
+    *port = ferry_listener_port(l);
+    ck_assert_int_eq(ferry_engine_start(engine), FERRY_OK);
+    return engine;
+}
+
+START_TEST(a_buffered_idempotent_request_is_retried_on_a_fresh_connection) {
+    signal(SIGPIPE, SIG_IGN);
+    static const char put[] = "PUT /doc HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
+    static char out[65536];
+    for (int buffered = 1; buffered >= 0; buffered--) {
+        http_backend b;
+        backend_start(&b);
+        b.drop_second = 1;
+        uint16_t port;
+        ferry_engine *engine = retry_proxy(b.port, buffered ? 65536 : 0, &port);
+        exchange(port, put, out, sizeof out); /* fills the pool with one connection */
+        ck_assert_msg(strncmp(out, "HTTP/1.1 200 ", 13) == 0, "got: %s", out);
+        exchange(port, put, out, sizeof out); /* reuses it; the server drops it */
+        if (buffered) {
+            ck_assert_msg(strncmp(out, "HTTP/1.1 200 ", 13) == 0, "got: %s", out);
+            ck_assert_int_eq(atomic_load(&b.connections), 2);
+            pthread_mutex_lock(&b.lock);
+            ck_assert_str_eq(b.last_body, "hello"); /* replayed whole */
+            pthread_mutex_unlock(&b.lock);
+        } else { /* streamed: the body cannot be replayed */
+            ck_assert_msg(strncmp(out, "HTTP/1.1 502 ", 13) == 0, "got: %s", out);
+        }
+        ck_assert_int_eq(atomic_load(&b.requests), buffered ? 2 : 1);
+        ferry_engine_free(engine);
+        backend_stop(&b);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("http_hooks");
     TCase *tc = tcase_create("core");
@@ -433,6 +489,7 @@ int main(void) {
     tcase_add_test(tc, keep_alive_and_pipelining_reuse_one_backend_connection);
     tcase_add_test(tc, a_paused_transaction_resumes_from_another_thread);
     tcase_add_test(tc, on_body_filters_request_and_response_bodies);
+    tcase_add_test(tc, a_buffered_idempotent_request_is_retried_on_a_fresh_connection);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
