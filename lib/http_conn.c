@@ -874,7 +874,8 @@ static int filter_piece(ferry__http_conn *c, ferry_txn_part part, ferry__bytes *
     t->body_pool = bytes_of(c);
     t->body_chunked = (uint8_t)chunked;
     t->body_written = t->body_oom = 0;
-    ferry_verdict v = hooks_of(c)->on_body(hook_data(c), t, part, (ferry_view){p, n}, last);
+    /* Never a NULL pointer, even for the empty last piece: hooks may memcpy from it. */
+    ferry_verdict v = hooks_of(c)->on_body(hook_data(c), t, part, (ferry_view){p ? p : "", n}, last);
     t->body_out = NULL;
     if (t->body_oom) return -1;
     if (v == FERRY_REJECT) return -2;
