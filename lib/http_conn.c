@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "http_int.h"
+#include "route.h"
 
 /* Client reads are heads and request bodies; upstream reads are mostly response bodies,
  * read in larger pieces to save system calls. Both fit the worker's 128 KiB blocks. */
@@ -36,18 +37,6 @@ struct ferry__http_upstream {
     ferry__timer idle_timer;
 };
 
-/* Routing state: alive from the request head to the response head (kept for a retry). */
-typedef struct route {
-    ferry_target target;
-    ferry__addrs addrs;
-    unsigned next_addr;
-    ferry__resolve_req *resolve;
-    uintptr_t policy_state;
-    unsigned attempts;
-    ferry_err last_error;
-    char target_text[FERRY_HOST_MAX + 16];
-} route;
-
 struct ferry__http_conn {
     ferry__conn base;
     int fd;
@@ -71,7 +60,8 @@ struct ferry__http_conn {
     ferry_txn txn;
     ferry_view replay; /* the request head as sent, kept (in the txn arena) for one retry */
     ferry__http_upstream *up;
-    route *rt;
+    ferry__route *rt;             /* from the request head to the response head */
+    ferry__sockaddr upstream_addr; /* the address in use, for a retry */
     ferry__relay *tunnel;
     ferry_txn_ticket *ticket; /* while paused */
     size_t head_len;
@@ -111,10 +101,9 @@ static void *hook_data(const ferry__http_conn *c) { return opts_of(c)->hooks.use
 
 static void client_io(ferry__loop *loop, int fd, void *ud, int mask);
 static void drive(ferry__http_conn *c);
+static void connect_next(ferry__http_conn *c);
 static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask);
 static void start_head(ferry__http_conn *c);
-static void route_next(ferry__http_conn *c);
-static void try_address(ferry__http_conn *c);
 
 /* ---- upstream connections and the per-worker idle pool ---- */
 
@@ -284,7 +273,7 @@ static void log_txn(ferry__http_conn *c, const char *verdict, ferry_err err) {
 
 static void free_route(ferry__http_conn *c) {
     if (!c->rt) return;
-    if (c->rt->resolve) ferry__resolve_cancel(c->rt->resolve);
+    ferry__route_cancel(c->rt);
     ferry__free(alloc_of(c), c->rt);
     c->rt = NULL;
 }
@@ -601,7 +590,7 @@ static void start_routing(ferry__http_conn *c) {
     c->state = CS_ROUTING;
     ferry__timer_stop(loop_of(c), &c->timer);
     update_interest(c);
-    route_next(c);
+    connect_next(c);
 }
 
 /* Is the whole request body in the buffer? 1 yes, 0 not yet, -1 it will not fit (too big
@@ -704,34 +693,25 @@ static void arm_exchange(ferry__http_conn *c) {
 
 static void connect_done(ferry__http_conn *c, ferry_err err) {
     ferry__http_upstream *u = c->up;
-    route *rt = c->rt;
-    const ferry_direction_ops *d = opts_of(c)->direction;
+    ferry__route_connected(c->rt, c->base.worker, c->base.listener, err);
     if (err) {
         upstream_free(c->base.worker, u);
         c->up = NULL;
-        rt->last_error = err;
-        if (rt->next_addr < rt->addrs.count) {
-            try_address(c);
-            return;
-        }
-        if (d->connect_result) d->connect_result(opts_of(c)->direction_data, &rt->target, err);
-        ferry__log(c->base.worker->engine, FERRY_LOG_WARN, "%s: connect to %s failed: %s",
-                   c->base.listener->name, rt->target_text, ferry_strerror(err));
-        route_next(c);
+        connect_next(c);
         return;
     }
     u->connecting = 0;
     c->connect_us = ferry__now_us() - c->connect_start_us;
-    if (d->connect_result) d->connect_result(opts_of(c)->direction_data, &rt->target, FERRY_OK);
     int one = 1;
     setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     send_request(c);
 }
 
-static void try_address(ferry__http_conn *c) {
-    route *rt = c->rt;
+/* Use a pooled connection to `a` (unless retrying) or start a new one. Returns 0 when
+ * that is under way (c may be gone), -1 when connecting failed at once (reported). */
+static int connect_to(ferry__http_conn *c, const ferry__sockaddr *a) {
     ferry__worker *w = c->base.worker;
-    const ferry__sockaddr *a = &rt->addrs.addr[rt->next_addr++];
+    c->upstream_addr = *a;
     c->connect_start_us = ferry__now_us();
     if (!c->retried) {
         ferry__http_upstream *pooled = pool_take(w, a);
@@ -739,102 +719,62 @@ static void try_address(ferry__http_conn *c) {
             c->up = pooled;
             c->connect_us = 0;
             send_request(c);
-            return;
+            return 0;
         }
     }
     ferry__http_upstream *u = ferry__calloc(alloc_of(c), sizeof *u);
     if (!u) {
         answer_and_close(c, 502, "error", FERRY_ENOMEM);
-        return;
+        return 0;
     }
     u->worker = w;
     u->addr = *a;
     u->fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (u->fd < 0) {
         ferry__free(alloc_of(c), u);
-        answer_and_close(c, 502, "error", ferry__err_from_errno(errno));
-        return;
+        ferry__route_connected(c->rt, w, c->base.listener, ferry__err_from_errno(errno));
+        return -1;
     }
-    c->up = u;
     int rc;
     do rc = connect(u->fd, &a->sa, ferry__sockaddr_len(a));
     while (rc < 0 && errno == EINTR);
     if (rc < 0 && errno != EINPROGRESS) {
-        connect_done(c, ferry__err_from_errno(errno));
-        return;
+        ferry__route_connected(c->rt, w, c->base.listener, ferry__err_from_errno(errno));
+        upstream_free(w, u);
+        return -1;
     }
+    c->up = u;
     u->connecting = 1;
     arm(c, opts_of(c)->connect_timeout_ms);
     drive(c);
+    return 0;
 }
 
 static void on_resolved(void *ud, ferry_err result, const ferry__addrs *addrs) {
     ferry__http_conn *c = ud;
-    c->rt->resolve = NULL;
-    if (result) {
-        c->rt->last_error = result;
-        route_next(c);
-        return;
-    }
-    c->rt->addrs = *addrs;
-    c->rt->next_addr = 0;
-    try_address(c);
+    ferry__route_resolved(c->rt, c->base.listener, result, addrs);
+    connect_next(c);
 }
 
-static void route_next(ferry__http_conn *c) {
-    route *rt = c->rt;
-    const ferry_listener_opts *o = opts_of(c);
-    const ferry_hook_ops *ops = hooks_of(c);
+/* Next address the route offers, until one connects or the route runs out. */
+static void connect_next(ferry__http_conn *c) {
     for (;;) {
-        if (o->max_connect_attempts && rt->attempts >= o->max_connect_attempts) break;
-        memset(&rt->target, 0, sizeof rt->target);
-        ferry_err err = o->direction->pick(o->direction_data, &c->info, rt->attempts,
-                                           &rt->policy_state, &rt->target);
-        if (err) {
-            if (err != FERRY_ENOUPSTREAM) rt->last_error = err;
-            break;
-        }
-        if (ops && ops->on_route &&
-            ops->on_route(hook_data(c), &c->info, rt->attempts, &rt->target) == FERRY_REJECT) {
+        const ferry__sockaddr *a = NULL;
+        ferry__route_step step = ferry__route_next(c->rt, c->base.worker, c->base.listener, &c->info,
+                                                   on_resolved, c, &a);
+        if (step == FERRY__ROUTE_PENDING) return;
+        if (step == FERRY__ROUTE_REJECTED) {
             answer_and_close(c, c->txn.reject_status, "rejected", FERRY_EREJECTED);
             return;
         }
-        rt->attempts++;
-        rt->target.host[FERRY_HOST_MAX - 1] = '\0';
-        if (rt->target.backend)
-            snprintf(rt->target_text, sizeof rt->target_text, "%s",
-                     ferry_backend_address(rt->target.backend));
-        else
-            snprintf(rt->target_text, sizeof rt->target_text,
-                     strchr(rt->target.host, ':') ? "[%s]:%u" : "%s:%u", rt->target.host,
-                     (unsigned)rt->target.port);
-        rt->next_addr = 0;
-        if (rt->target.backend) {
-            rt->addrs.count = 1;
-            rt->addrs.addr[0] = rt->target.backend->addr;
-        } else {
-            ferry__resolve_req *pending = NULL;
-            err = ferry__resolve(c->base.worker->engine->resolver, loop_of(c), rt->target.host,
-                                 rt->target.port, on_resolved, c, &pending, &rt->addrs);
-            if (err == FERRY_OK && pending) {
-                rt->resolve = pending;
-                return;
-            }
-            if (err) {
-                rt->last_error = err;
-                continue;
-            }
+        if (step == FERRY__ROUTE_NONE) {
+            ferry_err why = c->rt->attempts == 0 ? FERRY_ENOUPSTREAM : c->rt->last_error;
+            if (!why) why = FERRY_ENOUPSTREAM;
+            answer_and_close(c, status_for(why), "no-upstream", why);
+            return;
         }
-        try_address(c);
-        return;
+        if (connect_to(c, a) == 0) return;
     }
-    ferry__log(c->base.worker->engine, FERRY_LOG_WARN,
-               "%s: no upstream available for %s after %u attempt(s)%s%s", c->base.listener->name,
-               c->info.client_addr, rt->attempts, rt->last_error ? "; last error: " : "",
-               rt->last_error ? ferry_strerror(rt->last_error) : "");
-    ferry_err why = rt->attempts == 0 ? FERRY_ENOUPSTREAM : rt->last_error;
-    answer_and_close(c, status_for(why ? why : FERRY_ENOUPSTREAM), "no-upstream",
-                     why ? why : FERRY_ENOUPSTREAM);
 }
 
 /* ---- the exchange ---- */
@@ -1019,8 +959,7 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
                 c->up = NULL;
                 c->retried = 1;
                 c->state = CS_ROUTING;
-                c->rt->next_addr--;
-                try_address(c);
+                if (connect_to(c, &c->upstream_addr) < 0) connect_next(c);
                 return -1;
             }
             answer_and_close(c, 502, "error", FERRY_ECLOSED);

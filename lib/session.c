@@ -9,17 +9,13 @@
 #include <unistd.h>
 
 #include "engine_int.h"
+#include "route.h"
 
 /* State that exists only while an upstream is being chosen and connected, so that a
  * relaying session carries none of it. */
 typedef struct connect_state {
-    ferry_target target;
-    ferry__addrs addrs;
-    unsigned next_addr;
-    ferry__resolve_req *resolve;
-    ferry__timer timer;
-    uintptr_t policy_state;
-    ferry_err last_error;
+    ferry__route route;
+    ferry__timer timer; /* connect timeout */
 } connect_state;
 
 typedef struct ferry__session {
@@ -27,7 +23,7 @@ typedef struct ferry__session {
     ferry__worker *worker;
     ferry_listener *listener;
     int cfd, ufd;
-    unsigned attempts;
+    unsigned attempts; /* kept for the log once the connect state is gone */
     ferry_session_info info;
     uint64_t start_us, connect_start_us, connect_us;
     int64_t start_wall_us;
@@ -43,25 +39,29 @@ static const ferry_hook_ops *hooks_of(const ferry__session *s) {
 
 /* ---- ending ---- */
 
-static void set_target_text(ferry__session *s, const ferry_target *t) {
+/* The log needs the target after the connect state is freed: keep a short copy (or point
+ * at the backend's own address string). */
+static void keep_target_text(ferry__session *s) {
+    ferry__route *rt = &s->cs->route;
     ferry_engine *e = s->worker->engine;
     if (s->target_owned) ferry__free(&e->alloc, s->target_text);
-    s->target_text = NULL;
     s->target_owned = 0;
-    if (t->backend) {
-        s->target_text = t->backend->address;
-        return;
+    s->attempts = rt->attempts;
+    if (!rt->attempts) {
+        s->target_text = NULL;
+    } else if (rt->target.backend) {
+        s->target_text = rt->target.backend->address;
+    } else {
+        s->target_text = ferry__strdup(&e->alloc, rt->target_text);
+        s->target_owned = s->target_text != NULL;
     }
-    char buf[FERRY_HOST_MAX + 16];
-    snprintf(buf, sizeof buf, strchr(t->host, ':') ? "[%s]:%u" : "%s:%u", t->host, (unsigned)t->port);
-    s->target_text = ferry__strdup(&e->alloc, buf);
-    s->target_owned = s->target_text != NULL;
 }
 
 static void free_connect_state(ferry__session *s) {
     connect_state *cs = s->cs;
     if (!cs) return;
-    if (cs->resolve) ferry__resolve_cancel(cs->resolve);
+    keep_target_text(s);
+    ferry__route_cancel(&cs->route);
     ferry__timer_stop(s->worker->loop, &cs->timer);
     ferry__free(&s->worker->engine->alloc, cs);
     s->cs = NULL;
@@ -145,28 +145,15 @@ static void start_relay(ferry__session *s) {
 
 /* ---- choosing and connecting ---- */
 
-static void next_attempt(ferry__session *s);
-static void try_next_address(ferry__session *s);
-
-static void report_connect(ferry__session *s, ferry_err result) {
-    const ferry_direction_ops *d = s->listener->opts.direction;
-    if (d->connect_result) d->connect_result(s->listener->opts.direction_data, &s->cs->target, result);
-}
+static void connect_next(ferry__session *s);
 
 static void connect_failed(ferry__session *s, ferry_err err) {
     ferry__loop_unwatch(s->worker->loop, s->ufd);
     close(s->ufd);
     s->ufd = -1;
     ferry__timer_stop(s->worker->loop, &s->cs->timer);
-    s->cs->last_error = err;
-    if (s->cs->next_addr < s->cs->addrs.count) {
-        try_next_address(s);
-        return;
-    }
-    report_connect(s, err);
-    ferry__log(s->worker->engine, FERRY_LOG_WARN, "%s: connect to %s failed: %s",
-               s->listener->name, s->target_text ? s->target_text : "?", ferry_strerror(err));
-    next_attempt(s);
+    ferry__route_connected(&s->cs->route, s->worker, s->listener, err);
+    connect_next(s);
 }
 
 static void on_connect_timeout(ferry__loop *loop, void *user_data) {
@@ -187,108 +174,58 @@ static void on_upstream_writable(ferry__loop *loop, int fd, void *user_data, int
     }
     ferry__loop_unwatch(s->worker->loop, fd);
     s->connect_us = ferry__now_us() - s->connect_start_us;
-    report_connect(s, FERRY_OK);
+    ferry__route_connected(&s->cs->route, s->worker, s->listener, FERRY_OK);
     free_connect_state(s);
     start_relay(s);
 }
 
-static void try_next_address(ferry__session *s) {
-    connect_state *cs = s->cs;
-    ferry__sockaddr *a = &cs->addrs.addr[cs->next_addr++];
-    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        cs->last_error = ferry__err_from_errno(errno);
-        if (cs->next_addr < cs->addrs.count)
-            try_next_address(s);
-        else
-            next_attempt(s);
-        return;
-    }
-    s->ufd = fd;
-    s->connect_start_us = ferry__now_us();
-    int rc;
-    do rc = connect(fd, &a->sa, ferry__sockaddr_len(a));
-    while (rc < 0 && errno == EINTR);
-    if (rc < 0 && errno != EINPROGRESS) {
-        connect_failed(s, ferry__err_from_errno(errno));
-        return;
-    }
-    ferry_err err = ferry__loop_watch(s->worker->loop, fd, FERRY__WRITABLE, on_upstream_writable, s);
-    if (!err)
-        err = ferry__timer_start(s->worker->loop, &cs->timer, s->listener->opts.connect_timeout_ms,
-                                 on_connect_timeout, s);
-    if (err) fail_session(s, "error", err);
-}
-
 static void on_resolved(void *user_data, ferry_err result, const ferry__addrs *addrs) {
     ferry__session *s = user_data;
-    s->cs->resolve = NULL;
-    if (result) {
-        s->cs->last_error = result;
-        report_connect(s, result);
-        ferry__log(s->worker->engine, FERRY_LOG_WARN, "%s: cannot resolve %s: %s",
-                   s->listener->name, s->target_text ? s->target_text : "?", ferry_strerror(result));
-        next_attempt(s);
-        return;
-    }
-    s->cs->addrs = *addrs;
-    s->cs->next_addr = 0;
-    try_next_address(s);
+    ferry__route_resolved(&s->cs->route, s->listener, result, addrs);
+    connect_next(s);
 }
 
-/* Ask the direction (then on_route) for the next upstream and start connecting to it. */
-static void next_attempt(ferry__session *s) {
-    ferry_listener *l = s->listener;
-    ferry_engine *e = s->worker->engine;
-    connect_state *cs = s->cs;
-    const ferry_hook_ops *ops = hooks_of(s);
-    unsigned max = l->opts.max_connect_attempts;
+/* Connect to the next address the route offers; failures come back here until the
+ * route has nothing left. */
+static void connect_next(ferry__session *s) {
     for (;;) {
-        if (max && s->attempts >= max) break;
-        memset(&cs->target, 0, sizeof cs->target);
-        ferry_err err = l->opts.direction->pick(l->opts.direction_data, &s->info, s->attempts,
-                                                &cs->policy_state, &cs->target);
-        if (err) {
-            if (err != FERRY_ENOUPSTREAM) {
-                fail_session(s, "error", err);
-                return;
-            }
-            break;
-        }
-        if (ops && ops->on_route &&
-            ops->on_route(l->opts.hooks.user_data, &s->info, s->attempts, &cs->target) == FERRY_REJECT) {
+        const ferry__sockaddr *a = NULL;
+        ferry__route_step step = ferry__route_next(&s->cs->route, s->worker, s->listener, &s->info,
+                                                   on_resolved, s, &a);
+        if (step == FERRY__ROUTE_PENDING) return;
+        if (step == FERRY__ROUTE_REJECTED) {
             fail_session(s, "rejected", FERRY_EREJECTED);
             return;
         }
-        s->attempts++;
-        set_target_text(s, &cs->target);
-        cs->addrs.count = 0;
-        cs->next_addr = 0;
-        if (cs->target.backend) {
-            cs->addrs.count = 1;
-            cs->addrs.addr[0] = cs->target.backend->addr;
-        } else {
-            cs->target.host[FERRY_HOST_MAX - 1] = '\0';
-            ferry__resolve_req *pending = NULL;
-            err = ferry__resolve(e->resolver, s->worker->loop, cs->target.host, cs->target.port,
-                                 on_resolved, s, &pending, &cs->addrs);
-            if (err == FERRY_OK && pending) {
-                cs->resolve = pending;
-                return;
-            }
-            if (err) {
-                cs->last_error = err;
-                report_connect(s, err);
-                continue;
-            }
+        if (step == FERRY__ROUTE_NONE) { /* logged with the last error by the route */
+            fail_session(s, "no-upstream", FERRY_ENOUPSTREAM);
+            return;
         }
-        try_next_address(s);
+        int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            ferry__route_connected(&s->cs->route, s->worker, s->listener, ferry__err_from_errno(errno));
+            continue;
+        }
+        s->ufd = fd;
+        s->connect_start_us = ferry__now_us();
+        int rc;
+        do rc = connect(fd, &a->sa, ferry__sockaddr_len(a));
+        while (rc < 0 && errno == EINTR);
+        if (rc < 0 && errno != EINPROGRESS) {
+            ferry_err err = ferry__err_from_errno(errno);
+            ferry__loop_unwatch(s->worker->loop, fd);
+            close(fd);
+            s->ufd = -1;
+            ferry__route_connected(&s->cs->route, s->worker, s->listener, err);
+            continue;
+        }
+        ferry_err err = ferry__loop_watch(s->worker->loop, fd, FERRY__WRITABLE, on_upstream_writable, s);
+        if (!err)
+            err = ferry__timer_start(s->worker->loop, &s->cs->timer,
+                                     s->listener->opts.connect_timeout_ms, on_connect_timeout, s);
+        if (err) fail_session(s, "error", err);
         return;
     }
-    ferry__log(e, FERRY_LOG_WARN, "%s: no upstream available for %s after %u attempt(s)%s%s",
-               l->name, s->info.client_addr, s->attempts, cs->last_error ? "; last error: " : "",
-               cs->last_error ? ferry_strerror(cs->last_error) : "");
-    fail_session(s, "no-upstream", FERRY_ENOUPSTREAM);
 }
 
 /* ---- accepting ---- */
@@ -322,5 +259,5 @@ void ferry__session_accept(ferry__worker *w, ferry_listener *l, int fd, const fe
         end_session(s, "error", FERRY_ENOMEM);
         return;
     }
-    next_attempt(s);
+    connect_next(s);
 }
