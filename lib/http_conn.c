@@ -26,17 +26,6 @@ enum client_state {
     CS_TUNNEL    /* after 101 Switching Protocols: opaque relay */
 };
 
-struct ferry__http_upstream {
-    ferry__http_upstream *prev, *next; /* worker's idle list */
-    ferry__worker *worker;
-    int fd;
-    ferry__sockaddr addr; /* pool key */
-    ferry__bytes in, out;
-    unsigned uses;        /* exchanges completed on this connection */
-    int connecting;
-    ferry__timer idle_timer;
-};
-
 struct ferry__http_conn {
     ferry__conn base;
     int fd;
@@ -104,91 +93,6 @@ static void drive(ferry__http_conn *c);
 static void connect_next(ferry__http_conn *c);
 static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask);
 static void start_head(ferry__http_conn *c);
-
-/* ---- upstream connections and the per-worker idle pool ---- */
-
-static void upstream_free(ferry__worker *w, ferry__http_upstream *u) {
-    const ferry_allocator *a = &w->engine->alloc;
-    ferry__loop_unwatch(w->loop, u->fd);
-    ferry__timer_stop(w->loop, &u->idle_timer);
-    close(u->fd);
-    ferry__bytes_free(&u->in, &w->bytes);
-    ferry__bytes_free(&u->out, &w->bytes);
-    ferry__free(a, u);
-}
-
-static void idle_unlink(ferry__worker *w, ferry__http_upstream *u) {
-    if (u->prev)
-        u->prev->next = u->next;
-    else
-        w->http_idle = u->next;
-    if (u->next) u->next->prev = u->prev;
-    u->prev = u->next = NULL;
-    w->http_idle_count--;
-}
-
-/* An idle pooled connection became readable: the server closed it (or sent garbage). */
-static void idle_io(ferry__loop *loop, int fd, void *ud, int mask) {
-    (void)loop;
-    (void)fd;
-    (void)mask;
-    ferry__http_upstream *u = ud;
-    idle_unlink(u->worker, u);
-    upstream_free(u->worker, u);
-}
-
-static void idle_expired(ferry__loop *loop, void *ud) {
-    (void)loop;
-    ferry__http_upstream *u = ud;
-    idle_unlink(u->worker, u);
-    upstream_free(u->worker, u);
-}
-
-static void pool_put(ferry__http_conn *c, ferry__http_upstream *u) {
-    ferry__worker *w = c->base.worker;
-    const ferry_listener_opts *o = opts_of(c);
-    u->uses++;
-    ferry__bytes_free(&u->in, bytes_of(c));
-    ferry__bytes_free(&u->out, bytes_of(c));
-    if (w->stopping || w->http_idle_count >= o->upstream_max_idle ||
-        ferry__loop_watch(w->loop, u->fd, FERRY__READABLE, idle_io, u) != FERRY_OK ||
-        ferry__timer_start(w->loop, &u->idle_timer, o->upstream_idle_timeout_ms, idle_expired, u)) {
-        upstream_free(w, u);
-        return;
-    }
-    u->next = w->http_idle;
-    u->prev = NULL;
-    if (w->http_idle) w->http_idle->prev = u;
-    w->http_idle = u;
-    w->http_idle_count++;
-}
-
-static int same_addr(const ferry__sockaddr *a, const ferry__sockaddr *b) {
-    if (a->sa.sa_family != b->sa.sa_family) return 0;
-    if (a->sa.sa_family == AF_INET)
-        return a->in.sin_port == b->in.sin_port && a->in.sin_addr.s_addr == b->in.sin_addr.s_addr;
-    return a->in6.sin6_port == b->in6.sin6_port &&
-           memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, 16) == 0;
-}
-
-static ferry__http_upstream *pool_take(ferry__worker *w, const ferry__sockaddr *addr) {
-    for (ferry__http_upstream *u = w->http_idle; u; u = u->next) {
-        if (!same_addr(&u->addr, addr)) continue;
-        idle_unlink(w, u);
-        ferry__timer_stop(w->loop, &u->idle_timer);
-        /* Still registered: the next watch only changes its mask (one epoll_ctl, not two). */
-        return u;
-    }
-    return NULL;
-}
-
-void ferry__http_pool_clear(ferry__worker *w) {
-    while (w->http_idle) {
-        ferry__http_upstream *u = w->http_idle;
-        idle_unlink(w, u);
-        upstream_free(w, u);
-    }
-}
 
 /* ---- interest and timers ---- */
 
@@ -298,7 +202,7 @@ static void conn_free(ferry__http_conn *c) {
         ferry__relay_stop(c->tunnel);
         ferry__free(a, c->tunnel);
     }
-    if (c->up) upstream_free(w, c->up);
+    if (c->up) ferry__http_upstream_free(w, c->up);
     ferry__loop_unwatch(w->loop, c->fd);
     close(c->fd);
     end_txn_state(c);
@@ -332,7 +236,7 @@ static void drain_conn(ferry__conn *base) {
 static void answer_and_close(ferry__http_conn *c, int status, const char *verdict, ferry_err err) {
     ferry__timer_stop(loop_of(c), &c->timer);
     if (c->up) {
-        upstream_free(c->base.worker, c->up);
+        ferry__http_upstream_free(c->base.worker, c->up);
         c->up = NULL;
     }
     free_route(c);
@@ -364,9 +268,9 @@ static void finish_txn(ferry__http_conn *c) {
                        !(c->txn.resp.flags & FERRY__HTTP_CONN_CLOSE) &&
                        ferry__bytes_pending(&u->in) == 0 && ferry__bytes_pending(&u->out) == 0;
         if (reusable)
-            pool_put(c, u);
+            ferry__http_pool_put(c->base.worker, opts_of(c), u);
         else
-            upstream_free(c->base.worker, u);
+            ferry__http_upstream_free(c->base.worker, u);
     }
     int close_now = c->close_after || !c->keep_alive || !c->req_done ||
                     (c->client_eof && !ferry__bytes_pending(&c->in));
@@ -695,7 +599,7 @@ static void connect_done(ferry__http_conn *c, ferry_err err) {
     ferry__http_upstream *u = c->up;
     ferry__route_connected(c->rt, c->base.worker, c->base.listener, err);
     if (err) {
-        upstream_free(c->base.worker, u);
+        ferry__http_upstream_free(c->base.worker, u);
         c->up = NULL;
         connect_next(c);
         return;
@@ -714,7 +618,7 @@ static int connect_to(ferry__http_conn *c, const ferry__sockaddr *a) {
     c->upstream_addr = *a;
     c->connect_start_us = ferry__now_us();
     if (!c->retried) {
-        ferry__http_upstream *pooled = pool_take(w, a);
+        ferry__http_upstream *pooled = ferry__http_pool_take(w, a);
         if (pooled) {
             c->up = pooled;
             c->connect_us = 0;
@@ -740,7 +644,7 @@ static int connect_to(ferry__http_conn *c, const ferry__sockaddr *a) {
     while (rc < 0 && errno == EINTR);
     if (rc < 0 && errno != EINPROGRESS) {
         ferry__route_connected(c->rt, w, c->base.listener, ferry__err_from_errno(errno));
-        upstream_free(w, u);
+        ferry__http_upstream_free(w, u);
         return -1;
     }
     c->up = u;
@@ -955,7 +859,7 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
             /* Closed before a whole head: a reused connection the server dropped gets one
              * more try on a fresh connection if the request can be replayed. */
             if (u->uses && !ferry__bytes_pending(&u->in) && !c->retried && c->replay.len) {
-                upstream_free(c->base.worker, u);
+                ferry__http_upstream_free(c->base.worker, u);
                 c->up = NULL;
                 c->retried = 1;
                 c->state = CS_ROUTING;

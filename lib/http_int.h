@@ -10,6 +10,24 @@
 
 typedef struct ferry__http_conn ferry__http_conn;
 
+struct ferry__http_upstream {
+    ferry__http_upstream *prev, *next; /* worker's idle list */
+    ferry__worker *worker;
+    int fd;
+    ferry__sockaddr addr; /* pool key */
+    ferry__bytes in, out;
+    unsigned uses;        /* exchanges completed on this connection */
+    int connecting;
+    ferry__timer idle_timer;
+};
+
+/* http_pool.c */
+void ferry__http_upstream_free(ferry__worker *w, ferry__http_upstream *u);
+/* Park a connection whose exchange ended cleanly (or close it if the pool is full). */
+void ferry__http_pool_put(ferry__worker *w, const ferry_listener_opts *o, ferry__http_upstream *u);
+/* An idle connection to addr, or NULL. */
+ferry__http_upstream *ferry__http_pool_take(ferry__worker *w, const ferry__sockaddr *addr);
+
 /* Strings copied for the transaction's lifetime (header edits, log fields). */
 typedef struct ferry__arena_block {
     struct ferry__arena_block *next;
