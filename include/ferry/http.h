@@ -1,6 +1,8 @@
 /* HTTP transactions as hooks see them. A ferry_txn is one request and its response on an
  * HTTP listener. It is valid only inside the hook call that receives it, on that worker's
- * thread. Header views point into ferry's buffers and are valid until the hook returns. */
+ * thread. Header views point into ferry's buffers and are valid until the hook returns.
+ * Request headers are there in on_request and on_upstream_request (once sent upstream
+ * they are gone: on_response sees the response's headers, and the method and target). */
 #ifndef FERRY_HTTP_H
 #define FERRY_HTTP_H
 
