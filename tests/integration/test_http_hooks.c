@@ -480,6 +480,39 @@ START_TEST(a_buffered_idempotent_request_is_retried_on_a_fresh_connection) {
 }
 END_TEST
 
+START_TEST(a_body_arriving_later_is_buffered_whole_before_routing) {
+    signal(SIGPIPE, SIG_IGN);
+    http_backend b;
+    backend_start(&b);
+    uint16_t port;
+    ferry_engine *engine = retry_proxy(b.port, 65536, &port);
+    int fd = connect_loopback(port);
+    ck_assert_int_ge(fd, 0);
+    const char *head = "PUT /doc HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nConnection: close\r\n\r\n";
+    ck_assert_int_eq(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
+    usleep(50000);
+    ck_assert_int_eq(atomic_load(&b.connections), 0); /* still buffering: nothing upstream */
+    ck_assert_int_eq(send(fd, "hello", 5, 0), 5);
+    usleep(20000);
+    ck_assert_int_eq(send(fd, "world", 5, 0), 5);
+    char out[4096];
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = recv(fd, out + have, sizeof out - 1 - have, 0);
+        if (n <= 0) break;
+        have += (size_t)n;
+    }
+    out[have] = '\0';
+    close(fd);
+    ck_assert_msg(strncmp(out, "HTTP/1.1 200 ", 13) == 0, "got: %s", out);
+    pthread_mutex_lock(&b.lock);
+    ck_assert_str_eq(b.last_body, "helloworld");
+    pthread_mutex_unlock(&b.lock);
+    ferry_engine_free(engine);
+    backend_stop(&b);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("http_hooks");
     TCase *tc = tcase_create("core");
@@ -490,6 +523,7 @@ int main(void) {
     tcase_add_test(tc, a_paused_transaction_resumes_from_another_thread);
     tcase_add_test(tc, on_body_filters_request_and_response_bodies);
     tcase_add_test(tc, a_buffered_idempotent_request_is_retried_on_a_fresh_connection);
+    tcase_add_test(tc, a_body_arriving_later_is_buffered_whole_before_routing);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
