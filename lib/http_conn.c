@@ -893,7 +893,8 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
         }
         const ferry_hook_ops *ops = hooks_of(c);
         if (ops && ops->on_response && ops->on_response(hook_data(c), t) == FERRY_REJECT) {
-            answer_and_close(c, 502, "rejected", FERRY_EREJECTED);
+            answer_and_close(c, t->reject_status_set ? t->reject_status : 502, "rejected",
+                             FERRY_EREJECTED);
             return -1;
         }
         if (status == 101) {

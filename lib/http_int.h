@@ -50,6 +50,7 @@ struct ferry_txn {
     ferry__arena_block *arena;
     ferry_view method, target, host, referer, user_agent; /* arena copies, for the log */
     int reject_status;
+    uint8_t reject_status_set; /* a hook chose it (on_response otherwise answers 502) */
     int local_status; /* set by ferry_txn_respond */
     char *local_type;
     char *local_body;

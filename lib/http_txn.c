@@ -218,6 +218,7 @@ ferry_err ferry_txn_body_write(ferry_txn *t, const char *data, size_t len) {
 ferry_err ferry_txn_set_reject_status(ferry_txn *t, int status) {
     if (!t || status < 400 || status > 599) return FERRY_EINVAL;
     t->reject_status = status;
+    t->reject_status_set = 1;
     return FERRY_OK;
 }
 

@@ -42,7 +42,7 @@ typedef struct ferry_hook_ops {
      * ferry added its forwarding headers). FERRY_REJECT answers the reject status. */
     ferry_verdict (*on_upstream_request)(void *user_data, ferry_txn *txn);
     /* HTTP: a response head arrived from upstream; may edit response headers. FERRY_REJECT
-     * answers 502 instead. */
+     * answers 502 instead (or the status given to ferry_txn_set_reject_status()). */
     ferry_verdict (*on_response)(void *user_data, ferry_txn *txn);
     /* HTTP, optional streaming filter over identity-coded bodies (no Content-Encoding).
      * Called per piece of the request body (part FERRY_TXN_REQUEST) and of the response

@@ -55,7 +55,8 @@ FERRY_API ferry_err ferry_txn_header_remove(ferry_txn *txn, ferry_txn_part part,
  * FERRY_RESPOND. content_type may be NULL (no Content-Type); body is copied. */
 FERRY_API ferry_err ferry_txn_respond(ferry_txn *txn, int status, const char *content_type,
                                       const char *body, size_t body_len);
-/* From on_request: the status used when the hook returns FERRY_REJECT (default 403). */
+/* The status answered when the hook returns FERRY_REJECT (default: 403 from on_request and
+ * on_upstream_request, 502 from on_response). 400-599, else FERRY_EINVAL. */
 FERRY_API ferry_err ferry_txn_set_reject_status(ferry_txn *txn, int status);
 
 /* From on_body only: emit bytes in place of the current piece (may be called several

@@ -1,0 +1,331 @@
+"""cffi declarations for libferry, written by hand from include/ferry.h and include/ferry/*.h.
+
+ABI mode: cffi computes struct layouts from these declarations with the platform's C ABI,
+so every struct below must list all fields, in header order, with the header's types.
+Keep in sync with the headers (tests/test_basic.py checks a few sizes and the error table).
+"""
+import os
+import re
+
+# Fallback copy of include/ferry/errors.def (values are stable ABI: append, never renumber).
+_ERRORS_FALLBACK = [
+    ("OK", 0, "success"),
+    ("ENOMEM", 1, "out of memory"),
+    ("EINVAL", 2, "invalid argument"),
+    ("ESTATE", 3, "operation not valid in the current state"),
+    ("EADDRINUSE", 4, "address already in use"),
+    ("EADDR", 5, "malformed address (expected HOST:PORT or [V6]:PORT)"),
+    ("ESYS", 6, "system call failed"),
+    ("ETIMEDOUT", 7, "timed out"),
+    ("ECONNREFUSED", 8, "connection refused"),
+    ("ERESOLVE", 9, "name resolution failed"),
+    ("ECANCELED", 10, "operation canceled"),
+    ("ECLOSED", 11, "connection closed by peer"),
+    ("ECONNRESET", 12, "connection reset by peer"),
+    ("ELIMIT", 13, "configured limit reached"),
+    ("ENOTSUP", 14, "not supported"),
+    ("EREJECTED", 15, "rejected by policy or hook"),
+    ("ENOUPSTREAM", 16, "no upstream available"),
+    ("EUPSTREAM", 17, "upstream connection failed"),
+    ("EDRAIN", 18, "closed while draining at shutdown"),
+    ("EPROTO", 19, "protocol error"),
+    ("EADDRNOTAVAIL", 20, "address not available on this host"),
+]
+
+_ERROR_RE = re.compile(r'^\s*FERRY_ERROR\(\s*(\w+)\s*,\s*(\d+)\s*,\s*"((?:[^"\\]|\\.)*)"\s*\)')
+
+
+def errors_def_path():
+    """include/ferry/errors.def of the source tree this package sits in, or None."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.normpath(os.path.join(here, "..", "..", "..", "include", "ferry", "errors.def"))
+    return path if os.path.isfile(path) else None
+
+
+def parse_errors_def(path):
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            m = _ERROR_RE.match(line)
+            if m:
+                out.append((m.group(1), int(m.group(2)), m.group(3)))
+    return out
+
+
+def load_errors():
+    """The error table: from errors.def when the source tree is at hand, else the copy above."""
+    path = errors_def_path()
+    if path:
+        table = parse_errors_def(path)
+        if table:
+            return table
+    return list(_ERRORS_FALLBACK)
+
+
+ERRORS = load_errors()
+
+
+def _err_enum(table):
+    members = ["    FERRY_%s = %d," % (name, value) for name, value, _ in table]
+    count = max(v for _, v, _ in table) + 1
+    members.append("    FERRY_ERR_COUNT_ = %d" % count)
+    return "typedef enum ferry_err {\n%s\n} ferry_err;\n" % "\n".join(members)
+
+
+CDEF = _err_enum(ERRORS) + r"""
+/* error.h */
+const char *ferry_strerror(int err);
+const char *ferry_err_name(int err);
+
+/* version.h */
+const char *ferry_version(void);
+unsigned ferry_version_number(void);
+
+/* alloc.h */
+typedef struct ferry_allocator {
+    void *(*malloc)(void *user_data, size_t size);
+    void *(*realloc)(void *user_data, void *ptr, size_t size);
+    void (*free)(void *user_data, void *ptr);
+    void *user_data;
+} ferry_allocator;
+
+/* view.h */
+typedef struct ferry_view {
+    const char *ptr;
+    size_t len;
+} ferry_view;
+
+typedef struct ferry_http_header {
+    ferry_view name;
+    ferry_view value;
+} ferry_http_header;
+
+/* session.h */
+enum { FERRY_HOST_MAX = 256, FERRY_ADDRSTR_MAX = 64 };
+
+typedef struct ferry_backend ferry_backend;
+
+typedef struct ferry_target {
+    char host[256];                      /* FERRY_HOST_MAX */
+    uint16_t port;
+    ferry_backend *backend;
+} ferry_target;
+
+typedef struct ferry_session_info {
+    uint64_t id;
+    unsigned worker;
+    const char *listener;
+    int client_family;
+    unsigned char client_ip[16];
+    uint16_t client_port;
+    char client_addr[64];                /* FERRY_ADDRSTR_MAX */
+} ferry_session_info;
+
+typedef struct ferry_log_record {
+    const ferry_session_info *session;
+    const char *target;
+    const char *verdict;
+    ferry_err error;
+    uint64_t bytes_from_client;
+    uint64_t bytes_to_client;
+    uint64_t connect_us;
+    uint64_t duration_us;
+    int64_t start_unix_us;
+    unsigned connect_attempts;
+    ferry_view method;
+    ferry_view request_target;
+    ferry_view host;
+    ferry_view referer;
+    ferry_view user_agent;
+    int status;
+    uint64_t first_byte_us;
+    uint64_t response_bytes;
+} ferry_log_record;
+
+/* http.h */
+typedef struct ferry_txn ferry_txn;
+
+typedef enum ferry_txn_part {
+    FERRY_TXN_REQUEST = 0,
+    FERRY_TXN_RESPONSE = 1
+} ferry_txn_part;
+
+const ferry_session_info *ferry_txn_session(const ferry_txn *txn);
+ferry_view ferry_txn_method(const ferry_txn *txn);
+ferry_view ferry_txn_target(const ferry_txn *txn);
+int ferry_txn_status(const ferry_txn *txn);
+unsigned ferry_txn_header_count(const ferry_txn *txn, ferry_txn_part part);
+ferry_err ferry_txn_header_at(const ferry_txn *txn, ferry_txn_part part, unsigned i,
+                              ferry_http_header *out);
+ferry_err ferry_txn_header_get(const ferry_txn *txn, ferry_txn_part part,
+                               const char *name, ferry_view *value);
+ferry_err ferry_txn_header_set(ferry_txn *txn, ferry_txn_part part, const char *name,
+                               const char *value);
+ferry_err ferry_txn_header_add(ferry_txn *txn, ferry_txn_part part, const char *name,
+                               const char *value);
+ferry_err ferry_txn_header_remove(ferry_txn *txn, ferry_txn_part part, const char *name);
+ferry_err ferry_txn_respond(ferry_txn *txn, int status, const char *content_type,
+                            const char *body, size_t body_len);
+ferry_err ferry_txn_set_reject_status(ferry_txn *txn, int status);
+ferry_err ferry_txn_body_write(ferry_txn *txn, const char *data, size_t len);
+typedef struct ferry_txn_ticket ferry_txn_ticket;
+ferry_txn_ticket *ferry_txn_pause(ferry_txn *txn);
+ferry_err ferry_txn_resume(ferry_txn_ticket *ticket, int verdict, int status);
+
+/* hooks.h */
+typedef enum ferry_verdict {
+    FERRY_CONTINUE = 0,
+    FERRY_REJECT = 1,
+    FERRY_RESPOND = 2,
+    FERRY_PAUSE = 3
+} ferry_verdict;
+
+typedef struct ferry_hook_ops {
+    ferry_verdict (*on_accept)(void *user_data, const ferry_session_info *session);
+    ferry_verdict (*on_route)(void *user_data, const ferry_session_info *session,
+                              unsigned attempt, ferry_target *target);
+    void (*on_close)(void *user_data, const ferry_session_info *session);
+    void (*on_log)(void *user_data, const ferry_log_record *record);
+    ferry_verdict (*on_request)(void *user_data, ferry_txn *txn);
+    ferry_verdict (*on_upstream_request)(void *user_data, ferry_txn *txn);
+    ferry_verdict (*on_response)(void *user_data, ferry_txn *txn);
+    ferry_verdict (*on_body)(void *user_data, ferry_txn *txn, ferry_txn_part part,
+                             ferry_view data, int last);
+} ferry_hook_ops;
+
+typedef struct ferry_hooks {
+    const ferry_hook_ops *ops;
+    void *user_data;
+} ferry_hooks;
+
+/* direction.h */
+typedef enum ferry_error_answer {
+    FERRY_ANSWER_CLOSE = 0,
+    FERRY_ANSWER_RESET = 1
+} ferry_error_answer;
+
+typedef struct ferry_direction_ops {
+    const char *name;
+    ferry_err (*pick)(void *policy_data, const ferry_session_info *session, unsigned attempt,
+                      uintptr_t *state, ferry_target *target);
+    void (*connect_result)(void *policy_data, const ferry_target *target, ferry_err result);
+    ferry_error_answer (*answer_error)(void *policy_data, const ferry_session_info *session,
+                                       ferry_err err);
+} ferry_direction_ops;
+
+const ferry_direction_ops *ferry_direction_reverse(void);
+
+/* pool.h */
+typedef struct ferry_engine ferry_engine;
+typedef struct ferry_pool ferry_pool;
+
+ferry_err ferry_pool_new(ferry_engine *engine, const char *name, ferry_pool **out);
+ferry_err ferry_pool_add(ferry_pool *pool, const char *address, unsigned weight,
+                         ferry_backend **out);
+ferry_err ferry_pool_set_down_time(ferry_pool *pool, unsigned ms);
+unsigned ferry_pool_size(const ferry_pool *pool);
+const char *ferry_backend_address(const ferry_backend *backend);
+int ferry_backend_is_down(const ferry_backend *backend);
+
+/* engine.h */
+typedef struct ferry_listener ferry_listener;
+typedef struct ferry_logger ferry_logger;
+
+typedef enum ferry_log_level {
+    FERRY_LOG_ERROR = 0,
+    FERRY_LOG_WARN = 1,
+    FERRY_LOG_INFO = 2,
+    FERRY_LOG_DEBUG = 3
+} ferry_log_level;
+
+typedef enum ferry_poller {
+    FERRY_POLLER_DEFAULT = 0,
+    FERRY_POLLER_EPOLL = 1,
+    FERRY_POLLER_POLL = 2
+} ferry_poller;
+
+typedef void (*ferry_log_fn)(void *user_data, ferry_log_level level, const char *message);
+
+typedef struct ferry_engine_opts {
+    unsigned workers;
+    ferry_poller poller;
+    unsigned resolver_threads;
+    unsigned dns_ttl_ms;
+    unsigned dns_negative_ttl_ms;
+    unsigned max_connections;
+    unsigned stop_drain_ms;
+    unsigned buffer_size;
+    unsigned pipe_size;
+    const ferry_allocator *allocator;
+    ferry_log_fn log;
+    void *log_user_data;
+    ferry_log_level log_level;
+} ferry_engine_opts;
+
+void ferry_engine_opts_init(ferry_engine_opts *opts);
+ferry_err ferry_engine_new(const ferry_engine_opts *opts, ferry_engine **out);
+void ferry_engine_free(ferry_engine *engine);
+
+typedef enum ferry_protocol {
+    FERRY_PROTO_TCP = 0,
+    FERRY_PROTO_HTTP = 1
+} ferry_protocol;
+
+typedef struct ferry_listener_opts {
+    const char *address;
+    const char *name;
+    ferry_protocol protocol;
+    const ferry_direction_ops *direction;
+    void *direction_data;
+    ferry_hooks hooks;
+    int backlog;
+    unsigned connect_timeout_ms;
+    unsigned idle_timeout_ms;
+    unsigned max_connect_attempts;
+    unsigned high_water;
+    int splice;
+    ferry_logger *access_log;
+    int access_format;
+    unsigned max_request_line;
+    unsigned max_header_bytes;
+    unsigned max_headers;
+    uint64_t max_body_bytes;
+    unsigned header_timeout_ms;
+    unsigned keepalive_timeout_ms;
+    unsigned response_timeout_ms;
+    unsigned body_timeout_ms;
+    unsigned upstream_idle_timeout_ms;
+    unsigned upstream_max_idle;
+    int forwarded_headers;
+    unsigned request_buffer_bytes;
+} ferry_listener_opts;
+
+void ferry_listener_opts_init(ferry_listener_opts *opts);
+ferry_err ferry_engine_listen(ferry_engine *engine, const ferry_listener_opts *opts,
+                              ferry_listener **out);
+uint16_t ferry_listener_port(const ferry_listener *listener);
+ferry_err ferry_engine_start(ferry_engine *engine);
+ferry_err ferry_engine_wait(ferry_engine *engine);
+ferry_err ferry_engine_run(ferry_engine *engine);
+ferry_err ferry_engine_stop(ferry_engine *engine, unsigned drain_ms);
+void ferry_engine_signal_stop(ferry_engine *engine);
+unsigned ferry_engine_sessions(const ferry_engine *engine);
+
+/* logger.h */
+typedef enum ferry_access_format {
+    FERRY_ACCESS_TEXT = 0,
+    FERRY_ACCESS_JSON = 1,
+    FERRY_ACCESS_COMMON = 2,
+    FERRY_ACCESS_COMBINED = 3
+} ferry_access_format;
+
+ferry_err ferry_logger_new(const char *path, size_t max_pending,
+                           const ferry_allocator *allocator, ferry_logger **out);
+void ferry_logger_free(ferry_logger *logger);
+void ferry_logger_write(ferry_logger *logger, const char *line, size_t len);
+uint64_t ferry_logger_dropped(const ferry_logger *logger);
+void ferry_logger_log_fn(void *logger, ferry_log_level level, const char *message);
+size_t ferry_access_format_record(ferry_access_format format,
+                                  const ferry_log_record *record, char *buf,
+                                  size_t size);
+"""
