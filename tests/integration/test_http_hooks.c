@@ -195,11 +195,13 @@ typedef struct proxy {
     log_count logs;
 } proxy;
 
-static void proxy_start(proxy *p, uint16_t backend_port) {
-    memset(p, 0, sizeof *p);
-    ck_assert_int_eq(ferry_engine_new(NULL, &p->engine), FERRY_OK);
+/* A started engine with one HTTP listener in front of one backend. */
+static ferry_engine *start_http_proxy(uint16_t backend_port, ferry_hooks h, unsigned buffer,
+                                      uint16_t *port) {
+    ferry_engine *engine;
+    ck_assert_int_eq(ferry_engine_new(NULL, &engine), FERRY_OK);
     ferry_pool *pool;
-    ck_assert_int_eq(ferry_pool_new(p->engine, "b", &pool), FERRY_OK);
+    ck_assert_int_eq(ferry_pool_new(engine, "b", &pool), FERRY_OK);
     char addr[32];
     snprintf(addr, sizeof addr, "127.0.0.1:%u", backend_port);
     ck_assert_int_eq(ferry_pool_add(pool, addr, 1, NULL), FERRY_OK);
@@ -209,11 +211,18 @@ static void proxy_start(proxy *p, uint16_t backend_port) {
     lo.protocol = FERRY_PROTO_HTTP;
     lo.direction = ferry_direction_reverse();
     lo.direction_data = pool;
-    lo.hooks = (ferry_hooks){&hooks, &p->logs};
+    lo.hooks = h;
+    lo.request_buffer_bytes = buffer;
     ferry_listener *l;
-    ck_assert_int_eq(ferry_engine_listen(p->engine, &lo, &l), FERRY_OK);
-    p->port = ferry_listener_port(l);
-    ck_assert_int_eq(ferry_engine_start(p->engine), FERRY_OK);
+    ck_assert_int_eq(ferry_engine_listen(engine, &lo, &l), FERRY_OK);
+    *port = ferry_listener_port(l);
+    ck_assert_int_eq(ferry_engine_start(engine), FERRY_OK);
+    return engine;
+}
+
+static void proxy_start(proxy *p, uint16_t backend_port) {
+    memset(p, 0, sizeof *p);
+    p->engine = start_http_proxy(backend_port, (ferry_hooks){&hooks, &p->logs}, 0, &p->port);
 }
 
 /* Send `req`, read until the peer closes or `want_responses` complete heads+bodies arrived
@@ -391,25 +400,10 @@ START_TEST(on_body_filters_request_and_response_bodies) {
     signal(SIGPIPE, SIG_IGN);
     http_backend b;
     backend_start(&b);
-    ferry_engine *engine;
-    ck_assert_int_eq(ferry_engine_new(NULL, &engine), FERRY_OK);
-    ferry_pool *pool;
-    ck_assert_int_eq(ferry_pool_new(engine, "b", &pool), FERRY_OK);
-    char addr[32];
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", b.port);
-    ck_assert_int_eq(ferry_pool_add(pool, addr, 1, NULL), FERRY_OK);
-    ferry_listener_opts lo;
-    ferry_listener_opts_init(&lo);
-    lo.address = "127.0.0.1:0";
-    lo.protocol = FERRY_PROTO_HTTP;
-    lo.direction = ferry_direction_reverse();
-    lo.direction_data = pool;
-    lo.hooks = (ferry_hooks){&filter_hooks, NULL};
-    ferry_listener *l;
-    ck_assert_int_eq(ferry_engine_listen(engine, &lo, &l), FERRY_OK);
-    ck_assert_int_eq(ferry_engine_start(engine), FERRY_OK);
+    uint16_t port;
+    ferry_engine *engine = start_http_proxy(b.port, (ferry_hooks){&filter_hooks, NULL}, 0, &port);
     static char out[65536];
-    exchange(ferry_listener_port(l),
+    exchange(port,
              "POST /f HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\nConnection: close\r\n\r\nsecret data",
              out, sizeof out);
     ck_assert_msg(strncmp(out, "HTTP/1.1 200 ", 13) == 0, "got: %s", out);
@@ -429,28 +423,6 @@ END_TEST
 
 /* ---- retries: a pooled connection the server closed, with a buffered body ---- */
 
-static ferry_engine *retry_proxy(uint16_t backend_port, unsigned buffer, uint16_t *port) {
-    ferry_engine *engine;
-    ck_assert_int_eq(ferry_engine_new(NULL, &engine), FERRY_OK);
-    ferry_pool *pool;
-    ck_assert_int_eq(ferry_pool_new(engine, "b", &pool), FERRY_OK);
-    char addr[32];
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", backend_port);
-    ck_assert_int_eq(ferry_pool_add(pool, addr, 1, NULL), FERRY_OK);
-    ferry_listener_opts lo;
-    ferry_listener_opts_init(&lo);
-    lo.address = "127.0.0.1:0";
-    lo.protocol = FERRY_PROTO_HTTP;
-    lo.direction = ferry_direction_reverse();
-    lo.direction_data = pool;
-    lo.request_buffer_bytes = buffer;
-    ferry_listener *l;
-    ck_assert_int_eq(ferry_engine_listen(engine, &lo, &l), FERRY_OK);
-    *port = ferry_listener_port(l);
-    ck_assert_int_eq(ferry_engine_start(engine), FERRY_OK);
-    return engine;
-}
-
 START_TEST(a_buffered_idempotent_request_is_retried_on_a_fresh_connection) {
     signal(SIGPIPE, SIG_IGN);
     static const char put[] = "PUT /doc HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
@@ -460,7 +432,7 @@ START_TEST(a_buffered_idempotent_request_is_retried_on_a_fresh_connection) {
         backend_start(&b);
         b.drop_second = 1;
         uint16_t port;
-        ferry_engine *engine = retry_proxy(b.port, buffered ? 65536 : 0, &port);
+        ferry_engine *engine = start_http_proxy(b.port, (ferry_hooks){NULL, NULL}, buffered ? 65536 : 0, &port);
         exchange(port, put, out, sizeof out); /* fills the pool with one connection */
         ck_assert_msg(strncmp(out, "HTTP/1.1 200 ", 13) == 0, "got: %s", out);
         exchange(port, put, out, sizeof out); /* reuses it; the server drops it */
@@ -485,7 +457,7 @@ START_TEST(a_body_arriving_later_is_buffered_whole_before_routing) {
     http_backend b;
     backend_start(&b);
     uint16_t port;
-    ferry_engine *engine = retry_proxy(b.port, 65536, &port);
+    ferry_engine *engine = start_http_proxy(b.port, (ferry_hooks){NULL, NULL}, 65536, &port);
     int fd = connect_loopback(port);
     ck_assert_int_ge(fd, 0);
     const char *head = "PUT /doc HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nConnection: close\r\n\r\n";
