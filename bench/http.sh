@@ -44,6 +44,8 @@ for arg in "$@"; do
 done
 
 die() { echo "http.sh: error: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 log() { echo "== $*" >&2; }
 warn() { echo "http.sh: WARNING: $*" >&2; }
 
@@ -124,31 +126,7 @@ start() {
     PIDS+=("$LAST_PID")
 }
 
-# wait_listen NAME PID PORT: wait (max 10 s) until PORT is listening.
-wait_listen() {
-    local name=$1 pid=$2 port=$3
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$TMP/$name.log" >&2; die "$name exited at startup"; }
-        [[ -n $(ss -Hltn "sport = :$port") ]] && return 0
-        sleep 0.1
-    done
-    tail -n 20 "$TMP/$name.log" >&2
-    die "$name not listening on port $port after 10 s"
-}
 
-# cpu_ticks PID: utime+stime (fields 14+15 of /proc/PID/stat) plus reaped children's
-# cutime+cstime (16+17), summed over PID and its descendants (nginx master + worker),
-# in clock ticks. All threads of a process are included in its own stat line.
-cpu_ticks() {
-    local pid=$1 line f total=0 c
-    read -r line <"/proc/$pid/stat" 2>/dev/null || { echo 0; return; }
-    read -r -a f <<<"${line##*) }"   # comm may hold spaces: split after its ')'
-    total=$((f[11] + f[12] + f[13] + f[14]))   # f[0] is field 3 (state)
-    for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
-        total=$((total + $(cpu_ticks "$c")))
-    done
-    echo "$total"
-}
 
 # cpu_busy CPU: busy ticks (user+nice+system+irq+softirq+steal) of one CPU from
 # /proc/stat. On the proxy's CPU, busy minus the proxy's own ticks is work that is not
