@@ -62,6 +62,7 @@ struct ferry_listener {
 struct ferry_backend {
     ferry_pool *pool;
     unsigned index; /* in pool->distinct */
+    int64_t current; /* smooth weighted round-robin state; under pool->lock */
     char *address; /* as given */
     ferry__sockaddr addr;
     unsigned weight;
@@ -72,11 +73,10 @@ struct ferry_pool {
     ferry_pool *next;
     ferry_engine *engine;
     char *name;
-    ferry_backend **backends; /* round-robin slots: a backend appears `weight` times */
     ferry_backend **distinct; /* each backend once, in the order added */
-    unsigned nbackends, nslots;
+    unsigned nbackends;
+    pthread_mutex_t lock;     /* the balancer's state, shared by every worker */
     unsigned down_ms;
-    atomic_uint rr;
 };
 
 enum { ENGINE_NEW = 0, ENGINE_RUNNING = 1, ENGINE_JOINED = 2 };

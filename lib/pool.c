@@ -15,6 +15,11 @@ ferry_err ferry_pool_new(ferry_engine *e, const char *name, ferry_pool **out) {
         ferry__free(&e->alloc, p);
         return FERRY_ENOMEM;
     }
+    if (pthread_mutex_init(&p->lock, NULL) != 0) {
+        ferry__free(&e->alloc, p->name);
+        ferry__free(&e->alloc, p);
+        return FERRY_ESYS;
+    }
     p->engine = e;
     p->down_ms = 2000;
     p->next = e->pools;
@@ -53,11 +58,9 @@ ferry_err ferry_pool_add(ferry_pool *p, const char *address, unsigned weight, fe
     if (err) return err;
     if (p->nbackends >= 0xffff) return FERRY_ELIMIT;
     ferry_backend *b = ferry__calloc(&e->alloc, sizeof *b);
-    ferry_backend **slots = ferry__realloc(&e->alloc, p->backends, (p->nslots + weight) * sizeof *slots);
-    if (slots) p->backends = slots;
     ferry_backend **distinct = ferry__realloc(&e->alloc, p->distinct, (p->nbackends + 1) * sizeof *distinct);
     if (distinct) p->distinct = distinct;
-    if (!b || !slots || !distinct || !(b->address = ferry__strdup(&e->alloc, address))) {
+    if (!b || !distinct || !(b->address = ferry__strdup(&e->alloc, address))) {
         ferry__free(&e->alloc, b);
         return FERRY_ENOMEM;
     }
@@ -65,7 +68,6 @@ ferry_err ferry_pool_add(ferry_pool *p, const char *address, unsigned weight, fe
     b->addr = sa;
     b->weight = weight;
     b->index = p->nbackends;
-    for (unsigned k = 0; k < weight; k++) p->backends[p->nslots++] = b;
     p->distinct[p->nbackends++] = b;
     if (out) *out = b;
     return FERRY_OK;
@@ -93,7 +95,7 @@ void ferry__pools_free(ferry_engine *e) {
             ferry__free(&e->alloc, p->distinct[i]);
         }
         ferry__free(&e->alloc, p->distinct);
-        ferry__free(&e->alloc, p->backends);
+        pthread_mutex_destroy(&p->lock);
         ferry__free(&e->alloc, p->name);
         ferry__free(&e->alloc, p);
     }
@@ -102,9 +104,28 @@ void ferry__pools_free(ferry_engine *e) {
 
 /* ---- the reverse direction ---- */
 
+/* Smooth weighted round-robin (as nginx does it): every backend that is up gains its
+ * weight, the richest is picked and pays the total back. Weights 5,1,1 give
+ * a a b a c a a: proportional, and without bursts. NULL when every backend is down. */
+static ferry_backend *smooth_pick(ferry_pool *p, uint64_t now) {
+    ferry_backend *best = NULL;
+    int64_t total = 0;
+    pthread_mutex_lock(&p->lock);
+    for (unsigned i = 0; i < p->nbackends; i++) {
+        ferry_backend *b = p->distinct[i];
+        if (atomic_load(&b->down_until_ms) > now) continue;
+        b->current += b->weight;
+        total += b->weight;
+        if (!best || b->current > best->current) best = b;
+    }
+    if (best) best->current -= total;
+    pthread_mutex_unlock(&p->lock);
+    return best;
+}
+
 /* Per-session state: low 16 bits = index of the first backend + 1, the rest = how many
- * backends after it were considered. Attempt 0 starts at the round-robin slot (weights
- * give a backend more slots); each failover moves on to the next backend not marked down.
+ * backends after it were considered. Attempt 0 is the smooth weighted round-robin's pick;
+ * each failover moves on to the next backend (in the order added) not marked down.
  * When every backend is marked down the answer is immediate (no upstream), not a wait for
  * timeouts; marks expire after the pool's down time, and the backend is tried again. */
 static ferry_err reverse_pick(void *data, const ferry_session_info *s, unsigned attempt,
@@ -113,16 +134,18 @@ static ferry_err reverse_pick(void *data, const ferry_session_info *s, unsigned 
     (void)attempt; /* the state word says how far this session got */
     ferry_pool *p = data;
     if (!p || p->nbackends == 0) return FERRY_ENOUPSTREAM;
+    uint64_t now = ferry__now_ms();
     unsigned start, considered;
+    ferry_backend *pick = NULL;
     if (*state == 0) {
-        start = p->backends[atomic_fetch_add(&p->rr, 1) % p->nslots]->index;
-        considered = 0;
+        pick = smooth_pick(p, now);
+        if (!pick) return FERRY_ENOUPSTREAM;
+        start = pick->index;
+        considered = 1;
     } else {
         start = (unsigned)(*state & 0xffffu) - 1;
         considered = (unsigned)(*state >> 16);
     }
-    uint64_t now = ferry__now_ms();
-    ferry_backend *pick = NULL;
     while (!pick && considered < p->nbackends) {
         ferry_backend *b = p->distinct[(start + considered) % p->nbackends];
         considered++;
