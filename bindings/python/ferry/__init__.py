@@ -351,53 +351,43 @@ def _verdict_error(txn, status):
     return lib.FERRY_REJECT
 
 
-def _make_request_cb(fn):
+def _make_txn_cb(fn, wrap, phase, can_respond):
+    """A C verdict callback around a Python hook: the wrapper object dies with the call,
+    and any exception becomes a logged traceback and a 500."""
+    allowed = "None, ferry.CONTINUE, ferry.reject()" + (" or ferry.respond()" if can_respond else "")
+
     def cb(user_data, txn):
         _tls.in_hook = True
-        req = Request(txn)
+        obj = wrap(txn)
         try:
-            v = fn(req)
+            v = fn(obj)
             if v is None or v is CONTINUE:
                 return lib.FERRY_CONTINUE
             if isinstance(v, _Reject):
                 _check(lib.ferry_txn_set_reject_status(txn, v.status),
                        "reject(%d): status must be 400-599" % v.status)
                 return lib.FERRY_REJECT
-            if isinstance(v, _Respond):
+            if can_respond and isinstance(v, _Respond):
                 ct = ffi.NULL if v.content_type is None else _enc(v.content_type, "content_type")
                 _check(lib.ferry_txn_respond(txn, v.status, ct, v.body, len(v.body)),
                        "respond(%d)" % v.status)
                 return lib.FERRY_RESPOND
-            raise TypeError("on_request must return None, ferry.CONTINUE, ferry.reject() or "
-                            "ferry.respond(), not %r" % (v,))
+            raise TypeError("%s must return %s, not %r" % (phase, allowed, v))
         except BaseException:
-            _report("on_request")
+            _report(phase)
             return _verdict_error(txn, 500)
         finally:
-            req._invalidate()
+            obj._invalidate()
             _tls.in_hook = False
     return ffi.callback("ferry_verdict(void *, ferry_txn *)", cb, error=lib.FERRY_REJECT)
+
+
+def _make_request_cb(fn):
+    return _make_txn_cb(fn, Request, "on_request", True)
 
 
 def _make_response_cb(fn):
-    def cb(user_data, txn):
-        _tls.in_hook = True
-        resp = Response(txn)
-        try:
-            v = fn(resp)
-            if v is None or v is CONTINUE:
-                return lib.FERRY_CONTINUE
-            if isinstance(v, _Reject):
-                return _verdict_error(txn, v.status)
-            raise TypeError("on_response must return None, ferry.CONTINUE or ferry.reject(), "
-                            "not %r" % (v,))
-        except BaseException:
-            _report("on_response")
-            return _verdict_error(txn, 500)
-        finally:
-            resp._invalidate()
-            _tls.in_hook = False
-    return ffi.callback("ferry_verdict(void *, ferry_txn *)", cb, error=lib.FERRY_REJECT)
+    return _make_txn_cb(fn, Response, "on_response", False)
 
 
 def _make_log_cb(fn):
