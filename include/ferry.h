@@ -12,6 +12,7 @@
 #include "ferry/hooks.h"
 #include "ferry/direction.h"
 #include "ferry/pool.h"
+#include "ferry/forward.h"
 #include "ferry/engine.h"
 #include "ferry/logger.h"
 

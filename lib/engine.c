@@ -47,6 +47,8 @@ void ferry_listener_opts_init(ferry_listener_opts *o) {
     o->upstream_idle_timeout_ms = 30000;
     o->upstream_max_idle = 64;
     o->forwarded_headers = 1;
+    o->udp_idle_timeout_ms = 60000;
+    o->udp_max_datagram = 16384;
 }
 
 void ferry__log(ferry_engine *e, ferry_log_level level, const char *fmt, ...) {
@@ -114,10 +116,12 @@ static void on_listener_ready(ferry__loop *loop, int fd, void *user_data, int ma
             close(cfd);
             continue;
         }
-        if (l->opts.protocol == FERRY_PROTO_HTTP)
-            ferry__http_accept(w, l, cfd, &peer);
-        else
-            ferry__session_accept(w, l, cfd, &peer);
+        switch (l->opts.protocol) {
+        case FERRY_PROTO_HTTP: ferry__http_accept(w, l, cfd, &peer); break;
+        case FERRY_PROTO_SOCKS: ferry__socks_accept(w, l, cfd, &peer); break;
+        case FERRY_PROTO_HTTP_SOCKS: ferry__sniff_accept(w, l, cfd, &peer); break;
+        default: ferry__session_accept(w, l, cfd, &peer); break;
+        }
     }
 }
 
@@ -162,6 +166,9 @@ void ferry__session_info_fill(ferry__worker *w, ferry_listener *l, const ferry__
         memcpy(i->client_ip, &peer->in.sin_addr, 4);
     i->client_port = ferry__addr_port(peer);
     ferry__addr_format(peer, 0, i->client_addr, sizeof i->client_addr);
+    i->proxy_protocol = FERRY_PROXY_NONE;
+    i->dest_host = i->method = i->user = "";
+    i->dest_port = 0;
 }
 
 static void drain_expired(ferry__loop *loop, void *user_data) {
@@ -331,8 +338,11 @@ static ferry_err open_listener(const char *address, int backlog, int *fd_out, ui
 ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, ferry_listener **out) {
     if (!e || !opts || !opts->address || !opts->direction || !opts->direction->pick)
         return FERRY_EINVAL;
-    if (opts->protocol != FERRY_PROTO_TCP && opts->protocol != FERRY_PROTO_HTTP) return FERRY_ENOTSUP;
-    if (opts->protocol == FERRY_PROTO_HTTP &&
+    if (opts->protocol > FERRY_PROTO_HTTP_SOCKS) return FERRY_ENOTSUP;
+    /* Only a policy that takes destinations from clients can serve SOCKS. */
+    int socks = opts->protocol == FERRY_PROTO_SOCKS || opts->protocol == FERRY_PROTO_HTTP_SOCKS;
+    if (socks && !opts->direction->client_names_destination) return FERRY_EINVAL;
+    if ((opts->protocol == FERRY_PROTO_HTTP || opts->protocol == FERRY_PROTO_HTTP_SOCKS) &&
         (opts->max_headers == 0 || opts->max_headers > 10000 || opts->max_request_line < 64 ||
          opts->max_header_bytes < opts->max_request_line))
         return FERRY_EINVAL;

@@ -106,6 +106,10 @@ void ferry__log(ferry_engine *e, ferry_log_level level, const char *fmt, ...)
 void ferry__session_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer);
 /* http_conn.c: HTTP client connections */
 void ferry__http_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer);
+/* socks_conn.c: SOCKS client connections */
+void ferry__socks_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer);
+/* sniff.c: HTTP or SOCKS, decided by the first byte the client sends */
+void ferry__sniff_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer);
 /* Close every idle pooled upstream connection of the worker. */
 void ferry__http_pool_clear(ferry__worker *w);
 

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "http_forward.h"
 #include "http_int.h"
 #include "route.h"
 
@@ -23,8 +24,16 @@ enum client_state {
     CS_ROUTING,  /* choosing and connecting an upstream */
     CS_EXCHANGE, /* request head sent: body (if any) up, response down */
     CS_CLOSING,  /* flushing the last bytes, then close */
-    CS_TUNNEL    /* after 101 Switching Protocols: opaque relay */
+    CS_TUNNEL    /* after 101 Switching Protocols or CONNECT: opaque relay */
 };
+
+/* Forward listeners only: the current request's destination and who asked. */
+typedef struct forward_state {
+    char host[FERRY_HOST_MAX];
+    char method[32];
+    char user[FERRY__BASIC_MAX + 1];
+    uint8_t origin_form; /* a hook may answer it; else 400 */
+} forward_state;
 
 struct ferry__http_conn {
     ferry__conn base;
@@ -59,6 +68,7 @@ struct ferry__http_conn {
     uint64_t txn_start_us, connect_start_us, connect_us, head_us;
     int64_t txn_wall_us;
     ferry__http_limits limits;
+    forward_state *fwd;
 };
 
 /* A paused transaction's handle: shared by the connection and whoever will resume it. */
@@ -74,7 +84,8 @@ static void ticket_release(ferry_txn_ticket *k);
 
 const ferry_session_info *ferry__http_conn_info(const ferry__http_conn *c) { return &c->info; }
 int ferry__http_conn_forwarded(const ferry__http_conn *c) {
-    return c->base.listener->opts.forwarded_headers;
+    /* A forward proxy's anonymity level decides what the origin learns of the client. */
+    return c->base.listener->opts.forwarded_headers && !c->fwd;
 }
 
 static const ferry_allocator *alloc_of(const ferry__http_conn *c) {
@@ -93,6 +104,7 @@ static void drive(ferry__http_conn *c);
 static void connect_next(ferry__http_conn *c);
 static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask);
 static void start_head(ferry__http_conn *c);
+static void start_tunnel(ferry__http_conn *c);
 
 /* ---- interest and timers ---- */
 
@@ -120,7 +132,9 @@ static void update_interest(ferry__http_conn *c) {
         room = 0; /* backpressure on the request body */
     if (room && !c->client_eof && c->state != CS_CLOSING) cm |= FERRY__READABLE;
     if (out_pending(c)) cm |= FERRY__WRITABLE;
-    if (u) {
+    if (u && u->handshake) {
+        um = u->handshake_want == FERRY__TUNNEL_READ ? FERRY__READABLE : FERRY__WRITABLE;
+    } else if (u) {
         if (u->connecting || ferry__bytes_pending(&u->out)) um |= FERRY__WRITABLE;
         if (c->state == CS_EXCHANGE && !c->resp_done && out_pending(c) < HIGH_WATER)
             um |= FERRY__READABLE;
@@ -208,6 +222,7 @@ static void conn_free(ferry__http_conn *c) {
     end_txn_state(c);
     ferry__bytes_free(&c->in, &w->bytes);
     ferry__bytes_free(&c->out, &w->bytes);
+    ferry__free(a, c->fwd);
     const ferry_hook_ops *ops = hooks_of(c);
     if (ops && ops->on_close) ops->on_close(hook_data(c), &c->info);
     ferry__conn_unlink(&c->base);
@@ -233,7 +248,8 @@ static void drain_conn(ferry__conn *base) {
 }
 
 /* Answer with a short response of our own and close once it is written. */
-static void answer_and_close(ferry__http_conn *c, int status, const char *verdict, ferry_err err) {
+static void answer_with(ferry__http_conn *c, int status, const char *extra_headers,
+                        const char *verdict, ferry_err err) {
     ferry__timer_stop(loop_of(c), &c->timer);
     if (c->up) {
         ferry__http_upstream_free(c->base.worker, c->up);
@@ -243,8 +259,8 @@ static void answer_and_close(ferry__http_conn *c, int status, const char *verdic
     char body[64];
     int n = snprintf(body, sizeof body, "%d %s\n", status, ferry__http_reason(status));
     int head_only = ferry__view_ieq(c->txn.req.method, "head");
-    if (ferry__http_write_simple(&c->out, bytes_of(c), status, "text/plain", body, (size_t)n, 1,
-                                 head_only)) {
+    if (ferry__http_write_simple(&c->out, bytes_of(c), status, "text/plain", body, (size_t)n,
+                                 extra_headers, 1, head_only)) {
         conn_close(c, "error", FERRY_ENOMEM);
         return;
     }
@@ -256,6 +272,10 @@ static void answer_and_close(ferry__http_conn *c, int status, const char *verdic
     drive(c);
 }
 
+static void answer_and_close(ferry__http_conn *c, int status, const char *verdict, ferry_err err) {
+    answer_with(c, status, NULL, verdict, err);
+}
+
 /* Response to the client is complete: log, recycle the upstream, go on with the next
  * request or close. */
 static void finish_txn(ferry__http_conn *c) {
@@ -264,7 +284,7 @@ static void finish_txn(ferry__http_conn *c) {
     log_txn(c, "relayed", FERRY_OK);
     if (u) {
         c->up = NULL;
-        int reusable = c->resp_body != FERRY__BODY_UNTIL_CLOSE && c->req_done &&
+        int reusable = !u->pinned && c->resp_body != FERRY__BODY_UNTIL_CLOSE && c->req_done &&
                        !(c->txn.resp.flags & FERRY__HTTP_CONN_CLOSE) &&
                        ferry__bytes_pending(&u->in) == 0 && ferry__bytes_pending(&u->out) == 0;
         if (reusable)
@@ -398,6 +418,74 @@ static void start_head(ferry__http_conn *c) {
         drive(c);
 }
 
+/* A forward listener's request: find the destination, check credentials and the policy,
+ * and make the request what the origin expects (origin-form, Host = the target's
+ * authority). Returns 1 when the request was answered here. */
+static int forward_request(ferry__http_conn *c) {
+    ferry_txn *t = &c->txn;
+    forward_state *f = c->fwd;
+    size_t mlen = t->req.method.len < sizeof f->method ? t->req.method.len : sizeof f->method - 1;
+    memcpy(f->method, t->req.method.ptr, mlen);
+    f->method[mlen] = '\0';
+    c->info.method = f->method;
+    c->info.user = "";
+    c->info.dest_host = "";
+    c->info.dest_port = 0;
+    c->info.proxy_protocol = FERRY_PROXY_NONE;
+    f->origin_form = t->req.target_form == FERRY__TARGET_ORIGIN ||
+                     t->req.target_form == FERRY__TARGET_ASTERISK;
+    if (f->origin_form) return 0; /* not a proxy request: only a hook can answer it */
+    int connect = t->req.target_form == FERRY__TARGET_AUTHORITY;
+    ferry__forward_target ft;
+    int status = ferry__forward_target_split(t->req.target, connect, &ft);
+    if (status) {
+        answer_and_close(c, status, "rejected", status == 501 ? FERRY_ENOTSUP : FERRY_EPROTO);
+        return 1;
+    }
+    memcpy(f->host, ft.host, sizeof f->host);
+    c->info.dest_host = f->host;
+    c->info.dest_port = ft.port;
+    c->info.proxy_protocol = connect ? FERRY_PROXY_CONNECT : FERRY_PROXY_HTTP;
+    /* Credentials are for us alone: read them, then they are gone from the request. */
+    ferry_view cred;
+    char password[FERRY__BASIC_MAX + 1];
+    const char *user = NULL;
+    if (ferry_txn_header_get(t, FERRY_TXN_REQUEST, "proxy-authorization", &cred) == FERRY_OK &&
+        ferry__basic_decode(cred, f->user, password) == 0)
+        user = f->user;
+    ferry_txn_header_remove(t, FERRY_TXN_REQUEST, "proxy-authorization");
+    ferry_err err = ferry__route_admit(c->base.listener, &c->info, user, password);
+    memset(password, 0, sizeof password);
+    if (err == FERRY_EAUTH) {
+        answer_with(c, 407, "Proxy-Authenticate: Basic realm=\"ferry\"\r\n", "rejected", err);
+        return 1;
+    }
+    if (err) {
+        answer_and_close(c, 403, "rejected", err);
+        return 1;
+    }
+    if (connect) return 0;
+    /* RFC 9112 section 3.2.2: the target's authority replaces whatever Host was sent. */
+    char *host = ferry__txn_strdup(t, ft.authority.ptr, ft.authority.len);
+    if (!host || ferry_txn_header_set(t, FERRY_TXN_REQUEST, "Host", host) != FERRY_OK) {
+        conn_close(c, "error", FERRY_ENOMEM);
+        return 1;
+    }
+    if (ft.path.len && ft.path.ptr[0] == '/') {
+        t->upstream_target = ft.path;
+        return 0;
+    }
+    char *path = ferry__txn_alloc(t, ft.path.len + 1); /* "" or "?query": add the "/" */
+    if (!path) {
+        conn_close(c, "error", FERRY_ENOMEM);
+        return 1;
+    }
+    path[0] = '/';
+    if (ft.path.len) memcpy(path + 1, ft.path.ptr, ft.path.len);
+    t->upstream_target = (ferry_view){path, ft.path.len + 1};
+    return 0;
+}
+
 static int idempotent(ferry_view method) {
     static const char *const m[] = {"get", "head", "options", "trace", "put", "delete"};
     for (size_t i = 0; i < FERRY__ARRAY_LEN(m); i++)
@@ -424,7 +512,10 @@ static void start_txn(ferry__http_conn *c) {
         conn_close(c, "error", FERRY_ENOMEM);
         return;
     }
-    if (t->req.target_form != FERRY__TARGET_ORIGIN && t->req.target_form != FERRY__TARGET_ASTERISK) {
+    if (c->fwd) {
+        if (forward_request(c)) return; /* answered */
+    } else if (t->req.target_form != FERRY__TARGET_ORIGIN &&
+               t->req.target_form != FERRY__TARGET_ASTERISK) {
         /* Reverse listeners serve origin-form targets; proxy forms belong to forward ones. */
         answer_and_close(c, 400, "rejected", FERRY_EPROTO);
         return;
@@ -465,7 +556,7 @@ static void apply_request_verdict(ferry__http_conn *c, ferry_verdict v) {
         /* Keep the connection only if no request body is left unread. */
         int close = !c->keep_alive || !c->req_done;
         if (ferry__http_write_simple(&c->out, bytes_of(c), t->local_status, t->local_type,
-                                     t->local_body, t->local_len, close, head_only)) {
+                                     t->local_body, t->local_len, NULL, close, head_only)) {
             conn_close(c, "error", FERRY_ENOMEM);
             return;
         }
@@ -474,6 +565,11 @@ static void apply_request_verdict(ferry__http_conn *c, ferry_verdict v) {
         ferry__bytes_consume(&c->in, c->head_len);
         c->close_after = (uint8_t)close;
         finish_txn(c);
+        return;
+    }
+    if (c->fwd && c->fwd->origin_form) {
+        /* A forward proxy is not a web server: nobody answered this request. */
+        answer_and_close(c, 400, "rejected", FERRY_EPROTO);
         return;
     }
     if (opts_of(c)->request_buffer_bytes && c->req_body != FERRY__BODY_NONE) {
@@ -582,6 +678,7 @@ ferry_err ferry_txn_resume(ferry_txn_ticket *k, int verdict, int status) {
 
 static int status_for(ferry_err err) {
     if (err == FERRY_ENOUPSTREAM) return 503;
+    if (err == FERRY_EREJECTED) return 403; /* the destination's address is refused */
     if (err == FERRY_ETIMEDOUT) return 504;
     return 502;
 }
@@ -593,6 +690,59 @@ static void send_request(ferry__http_conn *c);
 static void arm_exchange(ferry__http_conn *c) {
     const ferry_listener_opts *o = opts_of(c);
     arm(c, c->req_done && !c->resp_head_done ? o->response_timeout_ms : o->body_timeout_ms);
+}
+
+static int is_connect(const ferry__http_conn *c) {
+    return c->info.proxy_protocol == FERRY_PROXY_CONNECT;
+}
+
+/* The HTTP parent a request goes to in absolute-form; NULL when it goes direct or
+ * through a tunnel (SOCKS parent, or CONNECT). */
+static const ferry_parent *absolute_form_parent(const ferry__http_conn *c) {
+    const ferry_parent *p = c->rt->target.parent;
+    return p && p->kind == FERRY_PARENT_HTTP && !is_connect(c) ? p : NULL;
+}
+
+/* CONNECT: the tunnel is up; tell the client and relay bytes from now on. */
+static void connect_established(ferry__http_conn *c) {
+    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+    if (ferry__bytes_append(&c->out, bytes_of(c), ok, sizeof ok - 1)) {
+        conn_close(c, "error", FERRY_ENOMEM);
+        return;
+    }
+    c->txn.status = 200;
+    c->txn.req_headers.count = 0;
+    ferry__bytes_consume(&c->in, c->head_len); /* early tunnel bytes stay for the relay */
+    c->head_len = 0;
+    start_tunnel(c);
+}
+
+static void upstream_ready(ferry__http_conn *c) {
+    if (is_connect(c))
+        connect_established(c);
+    else
+        send_request(c);
+}
+
+static void connect_done(ferry__http_conn *c, ferry_err err);
+
+/* Asking a parent for a tunnel; failures count as failed connects (the next parent). */
+static void handshake_step(ferry__http_conn *c) {
+    ferry__http_upstream *u = c->up;
+    ferry_err err = FERRY_OK;
+    ferry__tunnel_want want = ferry__tunnel_step(u->handshake, u->fd, &err);
+    if (want == FERRY__TUNNEL_FAILED) {
+        connect_done(c, err);
+        return;
+    }
+    if (want == FERRY__TUNNEL_DONE) {
+        ferry__free(alloc_of(c), u->handshake);
+        u->handshake = NULL;
+        upstream_ready(c);
+        return;
+    }
+    u->handshake_want = (uint8_t)want;
+    update_interest(c);
 }
 
 static void connect_done(ferry__http_conn *c, ferry_err err) {
@@ -608,7 +758,20 @@ static void connect_done(ferry__http_conn *c, ferry_err err) {
     c->connect_us = ferry__now_us() - c->connect_start_us;
     int one = 1;
     setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    send_request(c);
+    const ferry_parent *p = c->rt->target.parent;
+    u->via = absolute_form_parent(c);
+    if (p && !u->via) {
+        u->pinned = 1;
+        u->handshake = ferry__malloc(alloc_of(c), sizeof *u->handshake);
+        if (!u->handshake ||
+            ferry__tunnel_init(u->handshake, p, c->rt->target.host, c->rt->target.port)) {
+            answer_and_close(c, 502, "error", u->handshake ? FERRY_EINVAL : FERRY_ENOMEM);
+            return;
+        }
+        handshake_step(c);
+        return;
+    }
+    upstream_ready(c);
 }
 
 /* Use a pooled connection to `a` (unless retrying) or start a new one. Returns 0 when
@@ -617,8 +780,9 @@ static int connect_to(ferry__http_conn *c, const ferry__sockaddr *a) {
     ferry__worker *w = c->base.worker;
     c->upstream_addr = *a;
     c->connect_start_us = ferry__now_us();
-    if (!c->retried) {
-        ferry__http_upstream *pooled = ferry__http_pool_take(w, a);
+    const ferry_parent *p = c->rt->target.parent;
+    if (!c->retried && !is_connect(c) && (!p || absolute_form_parent(c))) {
+        ferry__http_upstream *pooled = ferry__http_pool_take(w, a, absolute_form_parent(c));
         if (pooled) {
             c->up = pooled;
             c->connect_us = 0;
@@ -786,6 +950,17 @@ static void send_request(ferry__http_conn *c) {
     ferry_txn *t = &c->txn;
     const ferry_hook_ops *ops = hooks_of(c);
     ferry__http_upstream *u = c->up;
+    if (c->fwd && !c->retried) {
+        const ferry_parent *p = absolute_form_parent(c);
+        if (p) { /* the parent needs the whole URL, and our credentials if it wants them */
+            t->upstream_target = t->req.target;
+            char auth[2 * FERRY_CRED_MAX + 16];
+            if (p->user[0] && ferry__basic_encode(p->user, p->password, auth, sizeof auth))
+                t->parent_auth = ferry__txn_strdup(t, auth, strlen(auth));
+        }
+        const ferry_direction_ops *d = opts_of(c)->direction;
+        if (d->edit_request) d->edit_request(opts_of(c)->direction_data, t);
+    }
     if (ops && ops->on_upstream_request && !c->retried &&
         ops->on_upstream_request(hook_data(c), t) == FERRY_REJECT) {
         answer_and_close(c, t->reject_status, "rejected", FERRY_EREJECTED);
@@ -833,8 +1008,6 @@ static void send_request(ferry__http_conn *c) {
     arm_exchange(c);
     drive(c);
 }
-
-static void start_tunnel(ferry__http_conn *c);
 
 /* Move response bytes from upstream to the client; returns -1 when the connection was
  * closed here (the caller must not touch c). */
@@ -1165,6 +1338,10 @@ static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask) {
         connect_done(c, soerr ? ferry__err_from_errno(soerr) : FERRY_OK);
         return;
     }
+    if (u->handshake) {
+        handshake_step(c);
+        return;
+    }
     if (c->state == CS_TUNNEL) {
         if (ferry__bytes_send(&u->out, u->fd) == -2) {
             conn_close(c, "error", ferry__err_from_errno(errno));
@@ -1214,7 +1391,7 @@ static void on_timer(ferry__loop *loop, void *ud) {
         answer_and_close(c, 504, "error", FERRY_ETIMEDOUT);
         return;
     case CS_ROUTING:
-        if (c->up && c->up->connecting) {
+        if (c->up && (c->up->connecting || c->up->handshake)) {
             connect_done(c, FERRY_ETIMEDOUT);
             return;
         }
@@ -1259,6 +1436,13 @@ void ferry__http_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry
     c->limits.max_line = l->opts.max_request_line;
     c->limits.max_head = l->opts.max_header_bytes;
     c->limits.max_headers = l->opts.max_headers;
+    if (l->opts.direction->client_names_destination) {
+        c->fwd = ferry__calloc(&e->alloc, sizeof *c->fwd);
+        if (!c->fwd) {
+            conn_free(c);
+            return;
+        }
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     const ferry_hook_ops *ops = hooks_of(c);

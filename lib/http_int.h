@@ -7,6 +7,7 @@
 #include "engine_int.h"
 #include "ferry/http.h"
 #include "http1.h"
+#include "tunnel.h"
 
 typedef struct ferry__http_conn ferry__http_conn;
 
@@ -18,6 +19,11 @@ struct ferry__http_upstream {
     ferry__bytes in, out;
     unsigned uses;        /* exchanges completed on this connection */
     int connecting;
+    uint8_t pinned;       /* tunnelled through a SOCKS or CONNECT parent to one origin:
+                           * never pooled under the parent's address */
+    const ferry_parent *via; /* the HTTP parent it sends absolute-form requests to */
+    ferry__tunnel *handshake; /* while asking a parent for a tunnel */
+    uint8_t handshake_want;   /* ferry__tunnel_want */
     ferry__timer idle_timer;
 };
 
@@ -25,8 +31,9 @@ struct ferry__http_upstream {
 void ferry__http_upstream_free(ferry__worker *w, ferry__http_upstream *u);
 /* Park a connection whose exchange ended cleanly (or close it if the pool is full). */
 void ferry__http_pool_put(ferry__worker *w, const ferry_listener_opts *o, ferry__http_upstream *u);
-/* An idle connection to addr, or NULL. */
-ferry__http_upstream *ferry__http_pool_take(ferry__worker *w, const ferry__sockaddr *addr);
+/* An idle connection to addr (through the HTTP parent `via`, NULL for none), or NULL. */
+ferry__http_upstream *ferry__http_pool_take(ferry__worker *w, const ferry__sockaddr *addr,
+                                            const ferry_parent *via);
 
 /* Strings copied for the transaction's lifetime (header edits, log fields). */
 typedef struct ferry__arena_block {
@@ -56,6 +63,10 @@ struct ferry_txn {
     char *local_body;
     size_t local_len;
     int status; /* sent to the client */
+    /* forward requests: the target to send upstream when it differs from the client's
+     * (origin-form path), and the credentials for an HTTP parent */
+    ferry_view upstream_target;
+    const char *parent_auth;
     /* during on_body: where ferry_txn_body_write() goes */
     ferry__bytes *body_out;
     ferry__bytes_pool *body_pool;
@@ -74,6 +85,8 @@ void ferry__txn_reset(ferry_txn *t); /* frees the arena and header lists */
 ferry_err ferry__txn_take_request(ferry_txn *t);
 ferry_err ferry__txn_take_response(ferry_txn *t);
 char *ferry__txn_strdup(ferry_txn *t, const char *p, size_t n);
+/* n bytes (plus a terminating NUL) from the transaction's arena. */
+char *ferry__txn_alloc(ferry_txn *t, size_t n);
 
 /* Is `name` hop-by-hop for this message (fixed list, framing, or listed in Connection)? */
 int ferry__http_hop_by_hop(ferry_view name, const ferry__header_list *headers);
@@ -88,10 +101,10 @@ ferry_err ferry__http_write_response_head(ferry__bytes *out, ferry__bytes_pool *
                                           const ferry_txn *t, int body, uint64_t length,
                                           int chunked, int close, int keep_alive_10, int upgrade);
 /* A complete short response made by the proxy itself (errors, rejects, local answers).
- * Never names a backend. */
+ * Never names a backend. extra_headers: NULL or whole "Name: value\r\n" lines. */
 ferry_err ferry__http_write_simple(ferry__bytes *out, ferry__bytes_pool *a, int status,
                                    const char *content_type, const char *body, size_t body_len,
-                                   int close, int head_only);
+                                   const char *extra_headers, int close, int head_only);
 const char *ferry__http_reason(int status);
 
 #endif

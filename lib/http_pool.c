@@ -9,6 +9,7 @@ void ferry__http_upstream_free(ferry__worker *w, ferry__http_upstream *u) {
     const ferry_allocator *a = &w->engine->alloc;
     ferry__loop_unwatch(w->loop, u->fd);
     ferry__timer_stop(w->loop, &u->idle_timer);
+    ferry__free(a, u->handshake);
     close(u->fd);
     ferry__bytes_free(&u->in, &w->bytes);
     ferry__bytes_free(&u->out, &w->bytes);
@@ -67,9 +68,10 @@ static int same_addr(const ferry__sockaddr *a, const ferry__sockaddr *b) {
            memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, 16) == 0;
 }
 
-ferry__http_upstream *ferry__http_pool_take(ferry__worker *w, const ferry__sockaddr *addr) {
+ferry__http_upstream *ferry__http_pool_take(ferry__worker *w, const ferry__sockaddr *addr,
+                                            const ferry_parent *via) {
     for (ferry__http_upstream *u = w->http_idle; u; u = u->next) {
-        if (!same_addr(&u->addr, addr)) continue;
+        if (u->via != via || !same_addr(&u->addr, addr)) continue;
         idle_unlink(w, u);
         ferry__timer_stop(w->loop, &u->idle_timer);
         /* Still registered: the next watch only changes its mask (one epoll_ctl, not two). */

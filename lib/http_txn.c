@@ -6,7 +6,7 @@
 
 /* ---- arena ---- */
 
-char *ferry__txn_strdup(ferry_txn *t, const char *p, size_t n) {
+char *ferry__txn_alloc(ferry_txn *t, size_t n) {
     ferry__arena_block *b = t->arena;
     if (!b || b->size - b->used < n + 1) {
         size_t size = n + 1 > 1024 ? n + 1 : 1024;
@@ -18,9 +18,14 @@ char *ferry__txn_strdup(ferry_txn *t, const char *p, size_t n) {
         t->arena = b;
     }
     char *d = b->data + b->used;
-    if (n) memcpy(d, p, n);
     d[n] = '\0';
     b->used += n + 1;
+    return d;
+}
+
+char *ferry__txn_strdup(ferry_txn *t, const char *p, size_t n) {
+    char *d = ferry__txn_alloc(t, n);
+    if (d && n) memcpy(d, p, n);
     return d;
 }
 
@@ -297,8 +302,14 @@ ferry_err ferry__http_write_request_head(ferry__bytes *out, ferry__bytes_pool *a
     int conn = has_connection(l);
     APPEND(out, a, t->req.method.ptr, t->req.method.len);
     APPEND(out, a, " ", 1);
-    APPEND(out, a, t->req.target.ptr, t->req.target.len);
+    ferry_view target = t->upstream_target.len ? t->upstream_target : t->req.target;
+    APPEND(out, a, target.ptr, target.len);
     APPEND_STR(out, a, " HTTP/1.1\r\n");
+    if (t->parent_auth) {
+        APPEND_STR(out, a, "Proxy-Authorization: ");
+        APPEND_STR(out, a, t->parent_auth);
+        APPEND(out, a, "\r\n", 2);
+    }
     for (unsigned i = 0; i < l->count; i++) {
         ferry_view n = l->items[i].name;
         if (conn ? ferry__http_hop_by_hop(n, l) : hop_fixed(n)) continue;
@@ -400,7 +411,7 @@ const char *ferry__http_reason(int status) {
 
 ferry_err ferry__http_write_simple(ferry__bytes *out, ferry__bytes_pool *a, int status,
                                    const char *content_type, const char *body, size_t body_len,
-                                   int close, int head_only) {
+                                   const char *extra_headers, int close, int head_only) {
     char line[96];
     snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, ferry__http_reason(status));
     APPEND_STR(out, a, line);
@@ -410,6 +421,7 @@ ferry_err ferry__http_write_simple(ferry__bytes *out, ferry__bytes_pool *a, int 
         APPEND(out, a, "\r\n", 2);
     }
     if (append_length(out, a, body_len)) return FERRY_ENOMEM;
+    if (extra_headers) APPEND_STR(out, a, extra_headers);
     if (close) APPEND_STR(out, a, "Connection: close\r\n");
     APPEND(out, a, "\r\n", 2);
     if (!head_only && body_len) APPEND(out, a, body, body_len);

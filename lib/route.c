@@ -9,18 +9,118 @@ static void tell_policy(ferry__route *rt, ferry_listener *l, ferry_err result) {
 
 static void describe_target(ferry__route *rt) {
     const ferry_target *t = &rt->target;
-    if (t->backend)
+    if (t->backend) {
         snprintf(rt->target_text, sizeof rt->target_text, "%s", ferry_backend_address(t->backend));
-    else
-        snprintf(rt->target_text, sizeof rt->target_text, strchr(t->host, ':') ? "[%s]:%u" : "%s:%u",
-                 t->host, (unsigned)t->port);
+        return;
+    }
+    int n = snprintf(rt->target_text, sizeof rt->target_text,
+                     strchr(t->host, ':') ? "[%s]:%u" : "%s:%u", t->host, (unsigned)t->port);
+    if (t->parent && n > 0 && (size_t)n < sizeof rt->target_text)
+        snprintf(rt->target_text + n, sizeof rt->target_text - (size_t)n, " via %s", t->parent->name);
+}
+
+static const char *protocol_name(int p) {
+    static const char *const names[] = {"-", "http", "connect", "socks4", "socks5", "socks5-udp"};
+    return p >= 0 && p < (int)FERRY__ARRAY_LEN(names) ? names[p] : "?";
+}
+
+static void log_denied(ferry_listener *l, const ferry_session_info *info, const char *what,
+                       const char *reason) {
+    ferry__log(l->engine, FERRY_LOG_INFO, "%s: %s %s: %s %s:%u: %s", l->name, what,
+               info->client_addr, protocol_name(info->proxy_protocol), info->dest_host,
+               (unsigned)info->dest_port, reason ? reason : "denied by policy");
+}
+
+ferry_err ferry__route_admit_client(ferry_listener *l, const ferry_session_info *info) {
+    const ferry_direction_ops *d = l->opts.direction;
+    const char *reason = NULL;
+    if (d->admit_client && d->admit_client(l->opts.direction_data, info, &reason) != FERRY_OK) {
+        ferry__log(l->engine, FERRY_LOG_INFO, "%s: client %s refused: %s", l->name,
+                   info->client_addr, reason ? reason : "denied by policy");
+        return FERRY_EREJECTED;
+    }
+    return FERRY_OK;
+}
+
+int ferry__route_auth_required(ferry_listener *l, const ferry_session_info *info) {
+    const ferry_direction_ops *d = l->opts.direction;
+    const ferry_hook_ops *ops = l->opts.hooks.ops;
+    if (ops && ops->on_auth) return 1;
+    return d->authenticate && d->authenticate(l->opts.direction_data, info, NULL, NULL) != FERRY_OK;
+}
+
+ferry_err ferry__route_auth(ferry_listener *l, ferry_session_info *info, const char *user,
+                            const char *password) {
+    const ferry_direction_ops *d = l->opts.direction;
+    const ferry_hook_ops *ops = l->opts.hooks.ops;
+    ferry_err auth = FERRY_OK;
+    if (!password) password = "";
+    if (ops && ops->on_auth)
+        auth = user && ops->on_auth(l->opts.hooks.user_data, info, user, password) == FERRY_CONTINUE
+                   ? FERRY_OK
+                   : FERRY_EAUTH;
+    else if (d->authenticate)
+        auth = d->authenticate(l->opts.direction_data, info, user, user ? password : NULL);
+    if (auth != FERRY_OK) {
+        /* A client that sent nothing is asked for credentials; wrong ones are worth a line. */
+        if (user)
+            ferry__log(l->engine, FERRY_LOG_INFO, "%s: authentication failed for %s from %s",
+                       l->name, user, info->client_addr);
+        return FERRY_EAUTH;
+    }
+    if (user) info->user = user;
+    return FERRY_OK;
+}
+
+ferry_err ferry__route_admit_request(ferry_listener *l, const ferry_session_info *info) {
+    const ferry_direction_ops *d = l->opts.direction;
+    const char *reason = NULL;
+    if (d->admit && d->admit(l->opts.direction_data, info, &reason) != FERRY_OK) {
+        log_denied(l, info, "denied", reason);
+        return FERRY_EREJECTED;
+    }
+    return FERRY_OK;
+}
+
+ferry_err ferry__route_admit(ferry_listener *l, ferry_session_info *info, const char *user,
+                             const char *password) {
+    ferry_err err = ferry__route_admit_client(l, info);
+    if (!err) err = ferry__route_auth(l, info, user, password);
+    if (!err) err = ferry__route_admit_request(l, info);
+    return err;
+}
+
+ferry_err ferry__route_admit_address(ferry_listener *l, const ferry_session_info *info,
+                                     const ferry__sockaddr *a) {
+    const ferry_direction_ops *d = l->opts.direction;
+    const char *reason = NULL;
+    if (!d->admit_address || d->admit_address(l->opts.direction_data, info, &a->sa, &reason) == FERRY_OK)
+        return FERRY_OK;
+    char text[FERRY_ADDRSTR_MAX];
+    ferry__addr_format(a, 0, text, sizeof text);
+    ferry__log(l->engine, FERRY_LOG_INFO, "%s: denied %s: %s %s:%u (%s): %s", l->name,
+               info->client_addr, protocol_name(info->proxy_protocol), info->dest_host,
+               (unsigned)info->dest_port, text, reason ? reason : "denied by policy");
+    return FERRY_EREJECTED;
+}
+
+/* Destination-address rules, on the address about to be used; parents and pool backends
+ * are the operator's choice, not the client's, so only direct targets are checked. */
+static int address_refused(ferry__route *rt, ferry_listener *l, const ferry_session_info *info,
+                           const ferry__sockaddr *a) {
+    if (rt->target.backend || rt->target.parent) return 0;
+    if (ferry__route_admit_address(l, info, a) == FERRY_OK) return 0;
+    rt->last_error = FERRY_EREJECTED;
+    return 1;
 }
 
 ferry__route_step ferry__route_next(ferry__route *rt, ferry__worker *w, ferry_listener *l,
                                     const ferry_session_info *info, ferry__resolve_fn *on_resolved,
                                     void *ud, const ferry__sockaddr **addr) {
-    if (rt->next_addr < rt->addrs.count) {
-        *addr = &rt->addrs.addr[rt->next_addr++];
+    while (rt->next_addr < rt->addrs.count) {
+        const ferry__sockaddr *a = &rt->addrs.addr[rt->next_addr++];
+        if (address_refused(rt, l, info, a)) continue;
+        *addr = a;
         return FERRY__ROUTE_ADDRESS;
     }
     const ferry_listener_opts *o = &l->opts;
@@ -45,9 +145,12 @@ ferry__route_step ferry__route_next(ferry__route *rt, ferry__worker *w, ferry_li
             rt->addrs.count = 1;
             rt->addrs.addr[0] = rt->target.backend->addr;
         } else {
+            /* Through a parent, the parent is what we connect to (and it resolves the rest). */
+            const ferry_parent *p = rt->target.parent;
             ferry__resolve_req *pending = NULL;
-            err = ferry__resolve(w->engine->resolver, w->loop, rt->target.host, rt->target.port,
-                                 on_resolved, ud, &pending, &rt->addrs);
+            err = ferry__resolve(w->engine->resolver, w->loop, p ? p->host : rt->target.host,
+                                 p ? p->port : rt->target.port, on_resolved, ud, &pending,
+                                 &rt->addrs);
             if (err == FERRY_OK && pending) {
                 rt->resolve = pending;
                 return FERRY__ROUTE_PENDING;
@@ -57,9 +160,14 @@ ferry__route_step ferry__route_next(ferry__route *rt, ferry__worker *w, ferry_li
                 continue;
             }
         }
-        *addr = &rt->addrs.addr[rt->next_addr++];
-        return FERRY__ROUTE_ADDRESS;
+        while (rt->next_addr < rt->addrs.count) {
+            const ferry__sockaddr *a = &rt->addrs.addr[rt->next_addr++];
+            if (address_refused(rt, l, info, a)) continue;
+            *addr = a;
+            return FERRY__ROUTE_ADDRESS;
+        }
     }
+    if (rt->last_error == FERRY_EREJECTED) return FERRY__ROUTE_NONE; /* each refusal was logged */
     ferry__log(w->engine, FERRY_LOG_WARN, "%s: no upstream available for %s after %u attempt(s)%s%s",
                l->name, info->client_addr, rt->attempts, rt->last_error ? "; last error: " : "",
                rt->last_error ? ferry_strerror(rt->last_error) : "");

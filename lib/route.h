@@ -35,6 +35,25 @@ void ferry__route_resolved(ferry__route *rt, ferry_listener *l, ferry_err result
 /* The connect to the address last handed out ended with `result`. The policy hears of
  * the target's outcome once: on success, or when its last address failed. */
 void ferry__route_connected(ferry__route *rt, ferry__worker *w, ferry_listener *l, ferry_err result);
+/* Forward listeners: the policy's checks, in this order. Denials are logged.
+ * May this client use the proxy at all? FERRY_OK or FERRY_EREJECTED. */
+ferry_err ferry__route_admit_client(ferry_listener *l, const ferry_session_info *info);
+/* Must clients of this listener authenticate (an on_auth hook, or the policy says so)? */
+int ferry__route_auth_required(ferry_listener *l, const ferry_session_info *info);
+/* Check credentials (user NULL: none were sent) with the on_auth hook or the policy.
+ * On success info->user points at `user` (the caller's storage). FERRY_OK or FERRY_EAUTH. */
+ferry_err ferry__route_auth(ferry_listener *l, ferry_session_info *info, const char *user,
+                            const char *password);
+/* The rules decidable before DNS, for a request whose dest_*, method and proxy_protocol
+ * are filled. FERRY_OK or FERRY_EREJECTED. */
+ferry_err ferry__route_admit_request(ferry_listener *l, const ferry_session_info *info);
+/* The address a direct destination resolved to (destination-address rules and the refused
+ * ranges). FERRY_OK or FERRY_EREJECTED. */
+ferry_err ferry__route_admit_address(ferry_listener *l, const ferry_session_info *info,
+                                     const ferry__sockaddr *a);
+/* All three, for HTTP requests (each carries its own credentials). */
+ferry_err ferry__route_admit(ferry_listener *l, ferry_session_info *info, const char *user,
+                             const char *password);
 /* Cancel a pending resolution (the callback will not come). */
 void ferry__route_cancel(ferry__route *rt);
 

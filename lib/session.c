@@ -1,5 +1,7 @@
 /* A TCP session: accept -> on_accept -> pick (direction) -> on_route -> resolve -> connect
- * (with failover) -> relay -> log/close. One worker owns it from start to end. */
+ * (with failover) -> [parent tunnel] -> relay -> log/close. One worker owns it from start
+ * to end. SOCKS sessions (socks_conn.c) put their handshake in front of the pick and their
+ * reply between connect and relay. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -8,30 +10,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "engine_int.h"
 #include "route.h"
+#include "session_int.h"
+#include "tunnel.h"
 
 /* State that exists only while an upstream is being chosen and connected, so that a
  * relaying session carries none of it. */
-typedef struct connect_state {
+struct ferry__connect_state {
     ferry__route route;
-    ferry__timer timer; /* connect timeout */
-} connect_state;
-
-typedef struct ferry__session {
-    ferry__conn base;
-    ferry__worker *worker;
-    ferry_listener *listener;
-    int cfd, ufd;
-    unsigned attempts; /* kept for the log once the connect state is gone */
-    ferry_session_info info;
-    uint64_t start_us, connect_start_us, connect_us;
-    int64_t start_wall_us;
-    connect_state *cs;
-    char *target_text; /* owned unless it points at a backend's address */
-    int target_owned;
-    ferry__relay relay;
-} ferry__session;
+    ferry__timer timer;       /* connect timeout (the parent's tunnel included) */
+    ferry__tunnel *handshake; /* while asking a parent proxy for the tunnel */
+};
 
 static const ferry_hook_ops *hooks_of(const ferry__session *s) {
     return s->listener->opts.hooks.ops;
@@ -58,16 +47,17 @@ static void keep_target_text(ferry__session *s) {
 }
 
 static void free_connect_state(ferry__session *s) {
-    connect_state *cs = s->cs;
+    ferry__connect_state *cs = s->cs;
     if (!cs) return;
     keep_target_text(s);
     ferry__route_cancel(&cs->route);
     ferry__timer_stop(s->worker->loop, &cs->timer);
+    ferry__free(&s->worker->engine->alloc, cs->handshake);
     ferry__free(&s->worker->engine->alloc, cs);
     s->cs = NULL;
 }
 
-static void end_session(ferry__session *s, const char *verdict, ferry_err err) {
+void ferry__session_end(ferry__session *s, const char *verdict, ferry_err err) {
     ferry__worker *w = s->worker;
     ferry_engine *e = w->engine;
     ferry_listener *l = s->listener;
@@ -103,23 +93,27 @@ static void end_session(ferry__session *s, const char *verdict, ferry_err err) {
     if (s->ufd >= 0) close(s->ufd);
     close(s->cfd);
     if (s->target_owned) ferry__free(&e->alloc, s->target_text);
+    ferry__socks_free(s);
     ferry__conn_unlink(&s->base);
     ferry__free(&e->alloc, s);
 }
 
-/* Failure before any byte was relayed: answer as the direction policy says. */
+/* Failure before any byte was relayed: answer as the protocol or the direction policy
+ * says. */
 static void fail_session(ferry__session *s, const char *verdict, ferry_err err) {
     const ferry_direction_ops *d = s->listener->opts.direction;
-    if (d->answer_error &&
+    if (s->socks) {
+        ferry__socks_refuse(s, err);
+    } else if (d->answer_error &&
         d->answer_error(s->listener->opts.direction_data, &s->info, err) == FERRY_ANSWER_RESET) {
         struct linger lg = {1, 0}; /* close() then sends RST */
         setsockopt(s->cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
-    end_session(s, verdict, err);
+    ferry__session_end(s, verdict, err);
 }
 
 static void abort_session(ferry__conn *c, ferry_err err) {
-    end_session((ferry__session *)c, "drained", err);
+    ferry__session_end((ferry__session *)c, "drained", err);
 }
 
 /* ---- relaying ---- */
@@ -127,7 +121,7 @@ static void abort_session(ferry__conn *c, ferry_err err) {
 static void on_relay_done(ferry__relay *r, void *user_data, ferry_err err) {
     (void)r;
     ferry__session *s = user_data;
-    end_session(s, err == FERRY_OK ? "relayed" : "error", err);
+    ferry__session_end(s, err == FERRY_OK ? "relayed" : "error", err);
 }
 
 static void start_relay(ferry__session *s) {
@@ -140,12 +134,18 @@ static void start_relay(ferry__session *s) {
                             .splice = l->opts.splice};
     ferry_err err = ferry__relay_start(&s->relay, s->worker->loop, &s->worker->pool, s->cfd, s->ufd,
                                        &ro, on_relay_done, s);
-    if (err) end_session(s, "error", err);
+    if (err) ferry__session_end(s, "error", err);
 }
 
 /* ---- choosing and connecting ---- */
 
 static void connect_next(ferry__session *s);
+
+static void upstream_ready(ferry__session *s) {
+    free_connect_state(s);
+    if (s->socks && ferry__socks_granted(s) != FERRY_OK) return; /* ended there */
+    start_relay(s);
+}
 
 static void connect_failed(ferry__session *s, ferry_err err) {
     ferry__loop_unwatch(s->worker->loop, s->ufd);
@@ -154,6 +154,28 @@ static void connect_failed(ferry__session *s, ferry_err err) {
     ferry__timer_stop(s->worker->loop, &s->cs->timer);
     ferry__route_connected(&s->cs->route, s->worker, s->listener, err);
     connect_next(s);
+}
+
+static void handshake_io(ferry__loop *loop, int fd, void *user_data, int mask) {
+    (void)loop;
+    (void)fd;
+    (void)mask;
+    ferry__session *s = user_data;
+    ferry_err err = FERRY_OK;
+    ferry__tunnel_want want = ferry__tunnel_step(s->cs->handshake, s->ufd, &err);
+    if (want == FERRY__TUNNEL_FAILED) {
+        connect_failed(s, err);
+        return;
+    }
+    if (want == FERRY__TUNNEL_DONE) {
+        ferry__loop_unwatch(s->worker->loop, s->ufd);
+        upstream_ready(s);
+        return;
+    }
+    err = ferry__loop_watch(s->worker->loop, s->ufd,
+                            want == FERRY__TUNNEL_READ ? FERRY__READABLE : FERRY__WRITABLE,
+                            handshake_io, s);
+    if (err) fail_session(s, "error", err);
 }
 
 static void on_connect_timeout(ferry__loop *loop, void *user_data) {
@@ -172,11 +194,25 @@ static void on_upstream_writable(ferry__loop *loop, int fd, void *user_data, int
         connect_failed(s, ferry__err_from_errno(soerr));
         return;
     }
-    ferry__loop_unwatch(s->worker->loop, fd);
     s->connect_us = ferry__now_us() - s->connect_start_us;
     ferry__route_connected(&s->cs->route, s->worker, s->listener, FERRY_OK);
-    free_connect_state(s);
-    start_relay(s);
+    const ferry_target *t = &s->cs->route.target;
+    if (t->parent) { /* the connect timer keeps running over the parent's answer */
+        ferry__connect_state *cs = s->cs;
+        if (!cs->handshake) cs->handshake = ferry__malloc(&s->worker->engine->alloc, sizeof *cs->handshake);
+        if (!cs->handshake) {
+            fail_session(s, "error", FERRY_ENOMEM);
+            return;
+        }
+        if (ferry__tunnel_init(cs->handshake, t->parent, t->host, t->port)) {
+            fail_session(s, "error", FERRY_EINVAL);
+            return;
+        }
+        handshake_io(s->worker->loop, fd, s, 0);
+        return;
+    }
+    ferry__loop_unwatch(s->worker->loop, fd);
+    upstream_ready(s);
 }
 
 static void on_resolved(void *user_data, ferry_err result, const ferry__addrs *addrs) {
@@ -228,15 +264,25 @@ static void connect_next(ferry__session *s) {
     }
 }
 
+void ferry__session_route(ferry__session *s) {
+    s->cs = ferry__calloc(&s->worker->engine->alloc, sizeof *s->cs);
+    if (!s->cs) {
+        ferry__session_end(s, "error", FERRY_ENOMEM);
+        return;
+    }
+    connect_next(s);
+}
+
 /* ---- accepting ---- */
 
-void ferry__session_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer) {
+ferry__session *ferry__session_new(ferry__worker *w, ferry_listener *l, int fd,
+                                   const ferry__sockaddr *peer) {
     ferry_engine *e = w->engine;
     ferry__session *s = ferry__calloc(&e->alloc, sizeof *s);
     if (!s) {
         close(fd);
         ferry__log(e, FERRY_LOG_ERROR, "%s: out of memory accepting a client", l->name);
-        return;
+        return NULL;
     }
     s->worker = w;
     s->listener = l;
@@ -251,13 +297,13 @@ void ferry__session_accept(ferry__worker *w, ferry_listener *l, int fd, const fe
 
     const ferry_hook_ops *ops = hooks_of(s);
     if (ops && ops->on_accept && ops->on_accept(l->opts.hooks.user_data, &s->info) == FERRY_REJECT) {
-        end_session(s, "rejected", FERRY_EREJECTED);
-        return;
+        ferry__session_end(s, "rejected", FERRY_EREJECTED);
+        return NULL;
     }
-    s->cs = ferry__calloc(&e->alloc, sizeof *s->cs);
-    if (!s->cs) {
-        end_session(s, "error", FERRY_ENOMEM);
-        return;
-    }
-    connect_next(s);
+    return s;
+}
+
+void ferry__session_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer) {
+    ferry__session *s = ferry__session_new(w, l, fd, peer);
+    if (s) ferry__session_route(s);
 }

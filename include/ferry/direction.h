@@ -1,8 +1,8 @@
 /* Direction policies: who the proxy acts for. A listener is given one policy (ops table +
  * policy data). The policy decides where each session goes and what happens when that
  * fails; the relay engine does the rest. ferry ships `reverse` (acts for servers: spreads
- * sessions over a pool of backends); the `forward` policy (acts for clients: the client
- * names the destination) arrives with the forward-proxy protocols. Users may write their own.
+ * sessions over a pool of backends) and `forward` (acts for clients: the client names the
+ * destination; see ferry/forward.h). Users may write their own.
  *
  * All members are called on the worker thread owning the session; they must not block and
  * must be thread-safe with respect to policy_data, which every worker shares. */
@@ -11,7 +11,10 @@
 
 #include <stdint.h>
 #include "ferry/export.h"
+#include "ferry/http.h"
 #include "ferry/session.h"
+
+struct sockaddr;
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,6 +40,33 @@ typedef struct ferry_direction_ops {
      * byte was relayed. NULL means FERRY_ANSWER_CLOSE. */
     ferry_error_answer (*answer_error)(void *policy_data, const ferry_session_info *session,
                                        ferry_err err);
+
+    /* ---- forward-style policies: the client names the destination ---- */
+
+    /* 1: clients name their destination (HTTP absolute-form and CONNECT, SOCKS); HTTP
+     * listeners then answer origin-form requests 400. 0: reverse (origin-form only). */
+    int client_names_destination;
+    /* Optional. May this client use the proxy at all? Called at accept. FERRY_OK, or
+     * FERRY_EREJECTED (the connection is refused). *reason names the rule, for the log. */
+    ferry_err (*admit_client)(void *policy_data, const ferry_session_info *session,
+                              const char **reason);
+    /* Optional. Check credentials (user NULL: the client sent none). FERRY_OK when they
+     * are good or none are needed; FERRY_EAUTH when they are required or wrong. Not
+     * called when the listener has an on_auth hook. */
+    ferry_err (*authenticate)(void *policy_data, const ferry_session_info *session,
+                              const char *user, const char *password);
+    /* Optional. May this request go on? session->dest_*, method, user and proxy_protocol
+     * are filled; called before any DNS lookup. FERRY_OK (allowed, or undecided until the
+     * address is known) or FERRY_EREJECTED with *reason (a string the policy owns). */
+    ferry_err (*admit)(void *policy_data, const ferry_session_info *session, const char **reason);
+    /* Optional. A direct (no parent) target resolved to `addr`: may ferry connect to it?
+     * This is where destination-address rules are checked, on the address actually used,
+     * so that DNS answers cannot steer around them. FERRY_OK or FERRY_EREJECTED. */
+    ferry_err (*admit_address)(void *policy_data, const ferry_session_info *session,
+                               const struct sockaddr *addr, const char **reason);
+    /* Optional. HTTP forward requests: edit the request headers (anonymity) before the
+     * on_upstream_request hook sees them. */
+    void (*edit_request)(void *policy_data, ferry_txn *txn);
 } ferry_direction_ops;
 
 /* The built-in reverse policy. Its policy_data is a ferry_pool* (see ferry/pool.h):

@@ -66,8 +66,11 @@ FERRY_API ferry_err ferry_engine_new(const ferry_engine_opts *opts, ferry_engine
 FERRY_API void ferry_engine_free(ferry_engine *engine);
 
 typedef enum ferry_protocol {
-    FERRY_PROTO_TCP = 0, /* opaque byte relay */
-    FERRY_PROTO_HTTP = 1 /* HTTP/1.1 (strict parsing, keep-alive, pooled upstreams) */
+    FERRY_PROTO_TCP = 0,  /* opaque byte relay */
+    FERRY_PROTO_HTTP = 1, /* HTTP/1.1 (strict parsing, keep-alive, pooled upstreams) */
+    FERRY_PROTO_SOCKS = 2, /* SOCKS4, SOCKS4a and SOCKS5 (forward policies only) */
+    FERRY_PROTO_HTTP_SOCKS = 3 /* HTTP or SOCKS, told apart by the client's first byte
+                                * (forward policies only) */
 } ferry_protocol;
 
 typedef struct ferry_listener_opts {
@@ -104,6 +107,10 @@ typedef struct ferry_listener_opts {
                                    * connecting upstream, so that an idempotent request with
                                    * a body can be retried; larger bodies stream. Bounded by
                                    * the 128 KiB connection buffer. 0 (default): stream all */
+    /* SOCKS listeners. The handshake must complete within header_timeout_ms. */
+    unsigned udp_idle_timeout_ms; /* a UDP ASSOCIATE relay with no datagram for this long
+                                   * ends; default 60000 */
+    unsigned udp_max_datagram;    /* larger datagrams are dropped; default 16384 */
 } ferry_listener_opts;
 
 FERRY_API void ferry_listener_opts_init(ferry_listener_opts *opts);

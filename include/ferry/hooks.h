@@ -54,6 +54,13 @@ typedef struct ferry_hook_ops {
      * call per piece; bodies of other transactions of the listener are filtered too. */
     ferry_verdict (*on_body)(void *user_data, ferry_txn *txn, ferry_txn_part part,
                              ferry_view data, int last);
+    /* Forward listeners: check credentials the client presented (HTTP Proxy-Authorization
+     * Basic, SOCKS5 username/password; a SOCKS4 user id comes with password ""). user is
+     * NULL when the client sent none. FERRY_CONTINUE accepts, FERRY_REJECT refuses (407 /
+     * SOCKS failure). Setting this hook makes credentials required on the listener and
+     * replaces the policy's own check. Credentials are never forwarded nor logged. */
+    ferry_verdict (*on_auth)(void *user_data, const ferry_session_info *session,
+                             const char *user, const char *password);
 } ferry_hook_ops;
 
 typedef struct ferry_hooks {

@@ -14,12 +14,42 @@ enum { FERRY_HOST_MAX = 256, FERRY_ADDRSTR_MAX = 64 };
 
 typedef struct ferry_backend ferry_backend;
 
+/* A parent proxy a forward request is sent through (see ferry/forward.h). */
+typedef enum ferry_parent_kind {
+    FERRY_PARENT_HTTP = 1,  /* absolute-form requests; CONNECT for tunnels */
+    FERRY_PARENT_SOCKS5 = 2 /* SOCKS5 CONNECT (RFC 1928), RFC 1929 credentials if given */
+} ferry_parent_kind;
+
+enum { FERRY_CRED_MAX = 256, FERRY_NAME_MAX = 64 };
+
+typedef struct ferry_parent {
+    ferry_parent_kind kind;
+    char name[FERRY_NAME_MAX];     /* for logs and routes; never holds credentials */
+    char host[FERRY_HOST_MAX];     /* name or IP literal */
+    uint16_t port;
+    char user[FERRY_CRED_MAX];     /* "" for none */
+    char password[FERRY_CRED_MAX];
+} ferry_parent;
+
+/* What a forward-proxy client asked for. */
+typedef enum ferry_proxy_protocol {
+    FERRY_PROXY_NONE = 0,    /* not a forward request (reverse listeners) */
+    FERRY_PROXY_HTTP = 1,    /* HTTP absolute-form request: GET http://host/ */
+    FERRY_PROXY_CONNECT = 2, /* HTTP CONNECT tunnel */
+    FERRY_PROXY_SOCKS4 = 3,  /* SOCKS4 or SOCKS4a CONNECT */
+    FERRY_PROXY_SOCKS5 = 4,  /* SOCKS5 CONNECT */
+    FERRY_PROXY_SOCKS5_UDP = 5 /* SOCKS5 UDP ASSOCIATE: one datagram's destination */
+} ferry_proxy_protocol;
+
 /* Where a session goes. Either `backend` is set (a pool member: its address is used as is)
- * or `host` + `port` are (a name or an IP literal; names go through the async resolver). */
+ * or `host` + `port` are (a name or an IP literal; names go through the async resolver).
+ * With `parent` set, ferry connects to the parent proxy and asks it for host:port; the
+ * parent must outlive the request (the forward policy's parents live as long as it). */
 typedef struct ferry_target {
     char host[FERRY_HOST_MAX];
     uint16_t port;
     ferry_backend *backend;
+    const ferry_parent *parent;
 } ferry_target;
 
 /* Read-only facts about a session. Valid only during the callback that receives it. */
@@ -31,6 +61,13 @@ typedef struct ferry_session_info {
     unsigned char client_ip[16];         /* network order; first 4 bytes for AF_INET */
     uint16_t client_port;
     char client_addr[FERRY_ADDRSTR_MAX]; /* textual client IP, e.g. "127.0.0.1" or "::1" */
+    /* Forward listeners: the current request (HTTP) or the session's request (SOCKS).
+     * Never NULL: "" and 0 where there is none (reverse listeners, before the request). */
+    int proxy_protocol;    /* a ferry_proxy_protocol */
+    const char *dest_host; /* as the client named it: a host name or an IP literal */
+    uint16_t dest_port;
+    const char *method;    /* HTTP method ("CONNECT" for tunnels); "" for SOCKS */
+    const char *user;      /* the authenticated user, "" if none */
 } ferry_session_info;
 
 /* One line of the per-session summary handed to on_log. Strings are never NULL. */

@@ -180,8 +180,3 @@ def test_help_and_version(prog):
     assert v.returncode == 0 and "ferry" in v.stdout
 
 
-def test_forwardd_says_forward_proxying_is_not_there_yet():
-    r = subprocess.run([FORWARDD, "--listen", "127.0.0.1:0"], capture_output=True, text=True,
-                       timeout=10)
-    assert r.returncode == 2
-    assert "forward" in r.stderr.lower()

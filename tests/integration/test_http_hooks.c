@@ -4,109 +4,7 @@
 #include <stdlib.h>
 
 #include "ferry.h"
-#include "netutil.h"
-#include "testutil.h"
-
-/* ---- a minimal HTTP backend: records the last request head, answers 200 "ok" ---- */
-
-typedef struct http_backend {
-    int fd;
-    uint16_t port;
-    pthread_t thread;
-    atomic_int stop, connections, requests;
-    pthread_mutex_t lock;
-    char last_head[8192];
-    char last_body[8192]; /* the request body as it arrived, framing included */
-    int drop_second;      /* close a connection, unanswered, when its 2nd request arrives */
-} http_backend;
-
-static void *backend_conn(void *arg);
-
-typedef struct conn_arg {
-    http_backend *b;
-    int fd;
-} conn_arg;
-
-static void *backend_accept(void *arg) {
-    http_backend *b = arg;
-    while (!atomic_load(&b->stop)) {
-        struct pollfd p = {.fd = b->fd, .events = POLLIN};
-        if (poll(&p, 1, 50) <= 0) continue;
-        int c = accept(b->fd, NULL, NULL);
-        if (c < 0) continue;
-        atomic_fetch_add(&b->connections, 1);
-        conn_arg *ca = malloc(sizeof *ca);
-        ca->b = b;
-        ca->fd = c;
-        pthread_t t;
-        pthread_create(&t, NULL, backend_conn, ca);
-        pthread_detach(t);
-    }
-    return NULL;
-}
-
-/* Bytes of body framing that must follow the head before the request is complete: the
- * end of a chunked body, or Content-Length bytes. 0 if complete. */
-static int body_incomplete(const char *head, const char *body, size_t have) {
-    if (strstr(head, "Transfer-Encoding: chunked")) {
-        char tmp[8192];
-        size_t n = have < sizeof tmp - 1 ? have : sizeof tmp - 1;
-        memcpy(tmp, body, n);
-        tmp[n] = '\0';
-        return strstr(tmp, "0\r\n\r\n") == NULL;
-    }
-    const char *cl = strstr(head, "Content-Length: ");
-    return cl && have < (size_t)atoi(cl + 16);
-}
-
-static void *backend_conn(void *arg) {
-    conn_arg *ca = arg;
-    http_backend *b = ca->b;
-    int fd = ca->fd;
-    free(ca);
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    char buf[16384];
-    size_t have = 0;
-    int served = 0;
-    for (;;) {
-        ssize_t n = recv(fd, buf + have, sizeof buf - 1 - have, 0);
-        if (n <= 0) break;
-        have += (size_t)n;
-        buf[have] = '\0';
-        char *end = strstr(buf, "\r\n\r\n");
-        if (!end) continue;
-        size_t head = (size_t)(end + 4 - buf);
-        char head_copy[8192];
-        snprintf(head_copy, sizeof head_copy, "%.*s", (int)head, buf);
-        if (body_incomplete(head_copy, buf + head, have - head)) continue;
-        if (b->drop_second && ++served == 2) break; /* as a server that timed the connection out */
-        pthread_mutex_lock(&b->lock);
-        memcpy(b->last_head, head_copy, sizeof head_copy);
-        snprintf(b->last_body, sizeof b->last_body, "%.*s", (int)(have - head), buf + head);
-        pthread_mutex_unlock(&b->lock);
-        atomic_fetch_add(&b->requests, 1);
-        const char *resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: secret-backend\r\n\r\nok";
-        send(fd, resp, strlen(resp), MSG_NOSIGNAL);
-        have = 0; /* one request per read burst is enough for these tests */
-    }
-    close(fd);
-    return NULL;
-}
-
-static void backend_start(http_backend *b) {
-    memset(b, 0, sizeof *b);
-    pthread_mutex_init(&b->lock, NULL);
-    b->fd = listen_loopback(&b->port);
-    ck_assert_int_ge(b->fd, 0);
-    ck_assert_int_eq(pthread_create(&b->thread, NULL, backend_accept, b), 0);
-}
-
-static void backend_stop(http_backend *b) {
-    atomic_store(&b->stop, 1);
-    pthread_join(b->thread, NULL);
-    close(b->fd);
-}
+#include "http_backend.h"
 
 /* ---- hooks under test ---- */
 
@@ -223,24 +121,6 @@ static ferry_engine *start_http_proxy(uint16_t backend_port, ferry_hooks h, unsi
 static void proxy_start(proxy *p, uint16_t backend_port) {
     memset(p, 0, sizeof *p);
     p->engine = start_http_proxy(backend_port, (ferry_hooks){&hooks, &p->logs}, 0, &p->port);
-}
-
-/* Send `req`, read until the peer closes or `want_responses` complete heads+bodies arrived
- * (Content-Length bodies only). Returns the bytes read. */
-static size_t exchange(uint16_t port, const char *req, char *out, size_t size) {
-    int fd = connect_loopback(port);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
-    shutdown(fd, SHUT_WR);
-    size_t have = 0;
-    for (;;) {
-        ssize_t n = recv(fd, out + have, size - 1 - have, 0);
-        if (n <= 0) break;
-        have += (size_t)n;
-    }
-    out[have] = '\0';
-    close(fd);
-    return have;
 }
 
 START_TEST(hooks_block_answer_and_rewrite) {

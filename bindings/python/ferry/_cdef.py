@@ -30,6 +30,8 @@ _ERRORS_FALLBACK = [
     ("EDRAIN", 18, "closed while draining at shutdown"),
     ("EPROTO", 19, "protocol error"),
     ("EADDRNOTAVAIL", 20, "address not available on this host"),
+    ("EAUTH", 21, "authentication required or failed"),
+    ("ECONFIG", 22, "invalid configuration"),
 ]
 
 _ERROR_RE = re.compile(r'^\s*FERRY_ERROR\(\s*(\w+)\s*,\s*(\d+)\s*,\s*"((?:[^"\\]|\\.)*)"\s*\)')
@@ -105,10 +107,36 @@ enum { FERRY_HOST_MAX = 256, FERRY_ADDRSTR_MAX = 64 };
 
 typedef struct ferry_backend ferry_backend;
 
+typedef enum ferry_parent_kind {
+    FERRY_PARENT_HTTP = 1,
+    FERRY_PARENT_SOCKS5 = 2
+} ferry_parent_kind;
+
+enum { FERRY_CRED_MAX = 256, FERRY_NAME_MAX = 64 };
+
+typedef struct ferry_parent {
+    ferry_parent_kind kind;
+    char name[64];                       /* FERRY_NAME_MAX */
+    char host[256];                      /* FERRY_HOST_MAX */
+    uint16_t port;
+    char user[256];                      /* FERRY_CRED_MAX */
+    char password[256];
+} ferry_parent;
+
+typedef enum ferry_proxy_protocol {
+    FERRY_PROXY_NONE = 0,
+    FERRY_PROXY_HTTP = 1,
+    FERRY_PROXY_CONNECT = 2,
+    FERRY_PROXY_SOCKS4 = 3,
+    FERRY_PROXY_SOCKS5 = 4,
+    FERRY_PROXY_SOCKS5_UDP = 5
+} ferry_proxy_protocol;
+
 typedef struct ferry_target {
     char host[256];                      /* FERRY_HOST_MAX */
     uint16_t port;
     ferry_backend *backend;
+    const ferry_parent *parent;
 } ferry_target;
 
 typedef struct ferry_session_info {
@@ -119,6 +147,11 @@ typedef struct ferry_session_info {
     unsigned char client_ip[16];
     uint16_t client_port;
     char client_addr[64];                /* FERRY_ADDRSTR_MAX */
+    int proxy_protocol;
+    const char *dest_host;
+    uint16_t dest_port;
+    const char *method;
+    const char *user;
 } ferry_session_info;
 
 typedef struct ferry_log_record {
@@ -191,6 +224,8 @@ typedef struct ferry_hook_ops {
     ferry_verdict (*on_response)(void *user_data, ferry_txn *txn);
     ferry_verdict (*on_body)(void *user_data, ferry_txn *txn, ferry_txn_part part,
                              ferry_view data, int last);
+    ferry_verdict (*on_auth)(void *user_data, const ferry_session_info *session,
+                             const char *user, const char *password);
 } ferry_hook_ops;
 
 typedef struct ferry_hooks {
@@ -211,6 +246,15 @@ typedef struct ferry_direction_ops {
     void (*connect_result)(void *policy_data, const ferry_target *target, ferry_err result);
     ferry_error_answer (*answer_error)(void *policy_data, const ferry_session_info *session,
                                        ferry_err err);
+    int client_names_destination;
+    ferry_err (*admit_client)(void *policy_data, const ferry_session_info *session,
+                              const char **reason);
+    ferry_err (*authenticate)(void *policy_data, const ferry_session_info *session,
+                              const char *user, const char *password);
+    ferry_err (*admit)(void *policy_data, const ferry_session_info *session, const char **reason);
+    ferry_err (*admit_address)(void *policy_data, const ferry_session_info *session,
+                               const struct sockaddr *addr, const char **reason);
+    void (*edit_request)(void *policy_data, ferry_txn *txn);
 } ferry_direction_ops;
 
 const ferry_direction_ops *ferry_direction_reverse(void);
@@ -268,7 +312,9 @@ void ferry_engine_free(ferry_engine *engine);
 
 typedef enum ferry_protocol {
     FERRY_PROTO_TCP = 0,
-    FERRY_PROTO_HTTP = 1
+    FERRY_PROTO_HTTP = 1,
+    FERRY_PROTO_SOCKS = 2,
+    FERRY_PROTO_HTTP_SOCKS = 3
 } ferry_protocol;
 
 typedef struct ferry_listener_opts {
@@ -298,6 +344,8 @@ typedef struct ferry_listener_opts {
     unsigned upstream_max_idle;
     int forwarded_headers;
     unsigned request_buffer_bytes;
+    unsigned udp_idle_timeout_ms;
+    unsigned udp_max_datagram;
 } ferry_listener_opts;
 
 void ferry_listener_opts_init(ferry_listener_opts *opts);

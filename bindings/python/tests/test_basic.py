@@ -113,14 +113,18 @@ def test_struct_layout_x86_64_lp64():
     if ferry.ffi.sizeof("void *") != 8:
         pytest.skip("layout numbers are for LP64")
     ffi = ferry.ffi
-    assert ffi.sizeof("ferry_listener_opts") == 144
+    assert ffi.sizeof("ferry_listener_opts") == 152
     assert ffi.offsetof("ferry_listener_opts", "request_buffer_bytes") == 140
+    assert ffi.offsetof("ferry_listener_opts", "udp_max_datagram") == 148
     assert ffi.sizeof("ferry_engine_opts") == 72
     assert ffi.sizeof("ferry_log_record") == 184
     assert ffi.offsetof("ferry_log_record", "response_bytes") == 176
-    assert ffi.sizeof("ferry_session_info") == 112
-    assert ffi.sizeof("ferry_target") == 272
-    assert ffi.sizeof("ferry_hook_ops") == 64
+    assert ffi.sizeof("ferry_session_info") == 152
+    assert ffi.offsetof("ferry_session_info", "user") == 144
+    assert ffi.sizeof("ferry_target") == 280
+    assert ffi.sizeof("ferry_hook_ops") == 72
+    assert ffi.sizeof("ferry_direction_ops") == 80
+    assert ffi.sizeof("ferry_parent") == 840
 
 
 def test_address_in_use_raises():
