@@ -301,10 +301,7 @@ int ferry__ports_contain(const ferry__port_range *r, unsigned count, uint16_t po
 
 /* ---- rule parsing ---- */
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static ferry_err fail(char *err, size_t err_size, const char *fmt, ...) {
+ferry_err ferry__config_error(char *err, size_t err_size, const char *fmt, ...) {
     if (err && err_size) {
         va_list ap;
         va_start(ap, fmt);
@@ -433,7 +430,7 @@ static ferry_err parse_cidrs(parse_ctx *c, span v, ferry__cidr **out, unsigned *
     *out = list;
     while (next_item(&rest, &item))
         if (ferry__cidr_parse(item.p, item.n, &list[(*count)++]) != 0)
-            return fail(c->err, c->err_size, "bad CIDR '%.*s'", (int)item.n, item.p);
+            return ferry__config_error(c->err, c->err_size, "bad CIDR '%.*s'", (int)item.n, item.p);
     return FERRY_OK;
 }
 
@@ -445,7 +442,7 @@ static ferry_err parse_names(parse_ctx *c, span v, int dash_is_nobody, char ***o
     if (!list) return FERRY_ENOMEM;
     *out = list;
     while (next_item(&rest, &item)) {
-        if (!item.n) return fail(c->err, c->err_size, "empty name in '%.*s'", (int)v.n, v.p);
+        if (!item.n) return ferry__config_error(c->err, c->err_size, "empty name in '%.*s'", (int)v.n, v.p);
         if (dash_is_nobody && item.n == 1 && item.p[0] == '-') item.n = 0;
         char *s = ferry__malloc(c->a, item.n + 1);
         if (!s) return FERRY_ENOMEM;
@@ -463,7 +460,7 @@ static ferry_err parse_hosts(parse_ctx *c, span v, ferry__rule *r) {
     while (next_item(&rest, &item)) {
         ferry_err e = ferry__host_pattern_parse(c->a, item.p, item.n, &r->hosts[r->nhosts]);
         if (e == FERRY_ECONFIG)
-            return fail(c->err, c->err_size, "bad host pattern '%.*s'", (int)item.n, item.p);
+            return ferry__config_error(c->err, c->err_size, "bad host pattern '%.*s'", (int)item.n, item.p);
         if (e) return e;
         r->nhosts++;
     }
@@ -481,7 +478,7 @@ static ferry_err parse_protos(parse_ctx *c, span v, unsigned *protos) {
             *protos |= 1u << FERRY_PROXY_SOCKS4 | 1u << FERRY_PROXY_SOCKS5 |
                        1u << FERRY_PROXY_SOCKS5_UDP;
         else
-            return fail(c->err, c->err_size, "bad proto '%.*s' (expected http, connect or socks)",
+            return ferry__config_error(c->err, c->err_size, "bad proto '%.*s' (expected http, connect or socks)",
                         (int)item.n, item.p);
     }
     return FERRY_OK;
@@ -500,7 +497,7 @@ static const struct {
 static ferry_err parse_condition(parse_ctx *c, ferry__rule *r, span kw, unsigned bit,
                                  const char **pos) {
     span v = next_value(pos);
-    if (!v.n) return fail(c->err, c->err_size, "missing value for '%.*s'", (int)kw.n, kw.p);
+    if (!v.n) return ferry__config_error(c->err, c->err_size, "missing value for '%.*s'", (int)kw.n, kw.p);
     switch (bit) {
     case FERRY__COND_CLIENT: return parse_cidrs(c, v, &r->clients, &r->nclients);
     case FERRY__COND_DEST: return parse_cidrs(c, v, &r->dests, &r->ndests);
@@ -511,16 +508,16 @@ static ferry_err parse_condition(parse_ctx *c, ferry__rule *r, span kw, unsigned
     case FERRY__COND_PORT: {
         char bad[64];
         ferry_err e = ferry__ports_parse(c->a, v.p, v.n, &r->ports, &r->nports, bad, sizeof bad);
-        return e == FERRY_ECONFIG ? fail(c->err, c->err_size, "bad port '%s'", bad) : e;
+        return e == FERRY_ECONFIG ? ferry__config_error(c->err, c->err_size, "bad port '%s'", bad) : e;
     }
     default: { /* time DAYS HH:MM-HH:MM [utc] */
         if (parse_days(v, &r->days) != 0)
-            return fail(c->err, c->err_size, "bad days '%.*s' (expected e.g. mon-fri, sat,sun or *)",
+            return ferry__config_error(c->err, c->err_size, "bad days '%.*s' (expected e.g. mon-fri, sat,sun or *)",
                         (int)v.n, v.p);
         span w = next_token(pos);
-        if (!w.n) return fail(c->err, c->err_size, "missing time window after '%.*s'", (int)v.n, v.p);
+        if (!w.n) return ferry__config_error(c->err, c->err_size, "missing time window after '%.*s'", (int)v.n, v.p);
         if (parse_window(w, r) != 0)
-            return fail(c->err, c->err_size, "bad time window '%.*s' (expected HH:MM-HH:MM)",
+            return ferry__config_error(c->err, c->err_size, "bad time window '%.*s' (expected HH:MM-HH:MM)",
                         (int)w.n, w.p);
         const char *save = *pos;
         if (span_ieq(next_token(pos), "utc"))
@@ -557,26 +554,26 @@ static char *make_reason(const ferry_allocator *a, unsigned number, const char *
 static ferry_err parse_rule(parse_ctx *c, const char *text, ferry__rule *r) {
     const char *pos = text;
     span t = next_token(&pos);
-    if (!t.n) return fail(c->err, c->err_size, "empty rule");
+    if (!t.n) return ferry__config_error(c->err, c->err_size, "empty rule");
     if (span_ieq(t, "allow"))
         r->allow = 1;
     else if (!span_ieq(t, "deny"))
-        return fail(c->err, c->err_size, "rule must start with 'allow' or 'deny', not '%.*s'",
+        return ferry__config_error(c->err, c->err_size, "rule must start with 'allow' or 'deny', not '%.*s'",
                     (int)t.n, t.p);
     int all = 0;
     for (span kw = next_token(&pos); kw.n; kw = next_token(&pos)) {
         if (span_ieq(kw, "all") || all) {
             if (r->conds || all)
-                return fail(c->err, c->err_size, "'all' cannot be combined with conditions");
+                return ferry__config_error(c->err, c->err_size, "'all' cannot be combined with conditions");
             all = 1;
             continue;
         }
         unsigned bit = 0;
         for (size_t i = 0; i < FERRY__ARRAY_LEN(conditions); i++)
             if (span_ieq(kw, conditions[i].name)) bit = conditions[i].bit;
-        if (!bit) return fail(c->err, c->err_size, "unknown condition '%.*s'", (int)kw.n, kw.p);
+        if (!bit) return ferry__config_error(c->err, c->err_size, "unknown condition '%.*s'", (int)kw.n, kw.p);
         if (r->conds & bit)
-            return fail(c->err, c->err_size, "duplicate condition '%.*s'", (int)kw.n, kw.p);
+            return ferry__config_error(c->err, c->err_size, "duplicate condition '%.*s'", (int)kw.n, kw.p);
         r->conds |= bit;
         ferry_err e = parse_condition(c, r, kw, bit, &pos);
         if (e) return e;
@@ -590,12 +587,12 @@ ferry_err ferry__acl_add(ferry__acl *acl, const ferry_allocator *a, const char *
     ferry__rule r;
     memset(&r, 0, sizeof r);
     ferry_err e = parse_rule(&c, text, &r);
-    if (!e && acl->count >= 0xffffu) e = fail(err, err_size, "too many rules");
+    if (!e && acl->count >= 0xffffu) e = ferry__config_error(err, err_size, "too many rules");
     if (!e && !(r.reason = make_reason(a, acl->count + 1, text))) e = FERRY_ENOMEM;
     ferry__rule *rules = e ? NULL : ferry__realloc(a, acl->rules, (acl->count + 1) * sizeof *rules);
     if (!e && !rules) e = FERRY_ENOMEM;
     if (e) {
-        if (e == FERRY_ENOMEM) fail(err, err_size, "out of memory");
+        if (e == FERRY_ENOMEM) ferry__config_error(err, err_size, "out of memory");
         rule_free(a, &r);
         return e;
     }

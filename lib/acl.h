@@ -123,6 +123,10 @@ typedef enum ferry__verdict {
 ferry__verdict ferry__acl_eval(const ferry__acl *acl, const ferry__acl_query *q,
                                const ferry__rule **rule);
 
+/* Format a configuration error into err (may be NULL) and return FERRY_ECONFIG. */
+ferry_err ferry__config_error(char *err, size_t err_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* forward.c: the anonymity edit of an HTTP request, apart from where the client address
  * comes from (the edit_request op takes it from the txn's session), so that unit tests can
  * drive it with a hand-made txn. */

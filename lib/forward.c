@@ -1,7 +1,6 @@
 /* The built-in forward direction policy: who may use the proxy (client ranges,
  * credentials), what they may reach (the rules of acl.c plus the secure defaults), through
  * which parent proxy, and what the origin learns of the client (anonymity). */
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <strings.h>
@@ -95,18 +94,6 @@ static ferry_err reject(const char **reason, const char *why) {
     return FERRY_EREJECTED;
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static ferry_err config_error(char *err, size_t err_size, const char *fmt, ...) {
-    if (err && err_size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-    }
-    return FERRY_ECONFIG;
-}
 
 /* Secrets are cleared before their memory goes back to the allocator. */
 static void wipe(void *p, size_t n) {
@@ -482,17 +469,17 @@ ferry_err ferry_forward_add_parent(ferry_forward *f, const char *name, const cha
                                    char *err, size_t err_size) {
     if (!f || !name || !url) return FERRY_EINVAL;
     if (!*name || strcasecmp(name, "direct") == 0 || name[strcspn(name, ", \t\r\n")])
-        return config_error(err, err_size,
+        return ferry__config_error(err, err_size,
                             "bad parent name '%s' (non-empty, no commas or blanks, not 'direct')",
                             name);
     if (parent_named(f, name, strlen(name)))
-        return config_error(err, err_size, "parent '%s' already declared", name);
+        return ferry__config_error(err, err_size, "parent '%s' already declared", name);
     fwd_parent *p = ferry__calloc(&f->alloc, sizeof *p);
     if (!p) return FERRY_ENOMEM;
     /* The URL may hold credentials: messages name the parent, never echo the URL. */
     if (ferry_parent_parse(url, &p->p) != FERRY_OK) {
         ferry__free(&f->alloc, p);
-        return config_error(err, err_size,
+        return ferry__config_error(err, err_size,
                             "parent '%s': bad URL (expected http://, socks5:// or socks5h:// "
                             "[user:password@]host:port)",
                             name);
@@ -523,13 +510,13 @@ ferry_err ferry_forward_add_route(ferry_forward *f, const char *host_pattern, co
         while (len && (c[len - 1] == ' ' || c[len - 1] == '\t')) len--;
         if (!len) {
             ferry__free(&f->alloc, r.hops);
-            return config_error(err, err_size, "empty parent name in '%s'", parents);
+            return ferry__config_error(err, err_size, "empty parent name in '%s'", parents);
         }
         int direct = len == 6 && strncasecmp(c, "direct", 6) == 0;
         fwd_parent *p = direct ? NULL : parent_named(f, c, len);
         if (!direct && !p) {
             ferry__free(&f->alloc, r.hops);
-            return config_error(err, err_size, "unknown parent '%.*s'", (int)len, c);
+            return ferry__config_error(err, err_size, "unknown parent '%.*s'", (int)len, c);
         }
         r.hops[r.nhops++] = p;
         c += strcspn(c, ",");
@@ -541,7 +528,7 @@ ferry_err ferry_forward_add_route(ferry_forward *f, const char *host_pattern, co
         ferry__free(&f->alloc, r.hops);
         ferry__free(&f->alloc, r.pattern.text);
         if (e == FERRY_ECONFIG)
-            return config_error(err, err_size, "bad host pattern '%s'", host_pattern);
+            return ferry__config_error(err, err_size, "bad host pattern '%s'", host_pattern);
         return FERRY_ENOMEM;
     }
     grown[f->nroutes++] = r;

@@ -225,3 +225,28 @@ int daemon_signals_attach(ferry_engine *engine) {
     }
     return 0;
 }
+
+ferry_err daemon_open_logger(const char *prog, const char *what, const char *path,
+                             ferry_logger **out) {
+    ferry_err err = ferry_logger_new(path, 0, NULL, out);
+    if (err == FERRY_OK) return err;
+    const char *why = err == FERRY_ESYS ? daemon_why_unwritable(path) : NULL;
+    daemon_fail(prog, "cannot open %s '%s': %s", what, path, why ? why : ferry_strerror(err));
+    return err;
+}
+
+int daemon_serve(const char *prog, ferry_engine *engine) {
+    ferry_err err = ferry_engine_start(engine);
+    if (err != FERRY_OK) return daemon_fail(prog, "cannot start engine: %s", ferry_strerror(err));
+    if (daemon_signals_attach(engine) != 0) {
+        fprintf(stderr, "%s: cannot install signal handlers: %s\n", prog, strerror(errno));
+        return DAEMON_EXIT_FAIL; /* ferry_engine_free() stops the workers */
+    }
+    err = ferry_engine_wait(engine);
+    daemon_signals_block(); /* the handler must not touch the engine once it is freed */
+    if (err != FERRY_OK)
+        return daemon_fail(prog, "engine stopped with an error: %s (%s)", ferry_strerror(err),
+                           ferry_err_name(err));
+    fprintf(stderr, "%s: stopped\n", prog);
+    return DAEMON_EXIT_OK;
+}

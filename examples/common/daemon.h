@@ -82,4 +82,13 @@ void daemon_signals_block(void);
  * before freeing the engine. Returns 0, or -1 with errno set. */
 int daemon_signals_attach(ferry_engine *engine);
 
+/* Open a logger on `path` ("stderr", "-" for stdout, or a file), reporting failure as
+ * "PROG: cannot open WHAT 'PATH': why". */
+ferry_err daemon_open_logger(const char *prog, const char *what, const char *path,
+                             ferry_logger **out);
+
+/* Start the engine's workers, attach the stop signals and wait until a stop signal has
+ * been handled. Returns the exit status. */
+int daemon_serve(const char *prog, ferry_engine *engine);
+
 #endif

@@ -300,14 +300,6 @@ static const char *listen_at(const config *cfg, unsigned i) {
     return ferry_forward_listen_count(cfg->fwd) ? ferry_forward_listen_at(cfg->fwd, i) : DEFAULT_LISTEN;
 }
 
-static ferry_err open_logger(const char *what, const char *path, ferry_logger **out) {
-    ferry_err err = ferry_logger_new(path, 0, NULL, out);
-    if (err == FERRY_OK) return err;
-    const char *why = err == FERRY_ESYS ? daemon_why_unwritable(path) : NULL;
-    daemon_fail(PROG, "cannot open %s '%s': %s", what, path, why ? why : ferry_strerror(err));
-    return err;
-}
-
 static int listen_all(const config *cfg, ferry_engine *engine, ferry_logger *access_log) {
     for (unsigned i = 0; i < listen_count(cfg); i++) {
         ferry_listener_opts lo;
@@ -338,22 +330,6 @@ static int listen_all(const config *cfg, ferry_engine *engine, ferry_logger *acc
     return CONTINUE;
 }
 
-/* Start the workers and serve until a stop signal has been handled. */
-static int serve(ferry_engine *engine) {
-    ferry_err err = ferry_engine_start(engine);
-    if (err != FERRY_OK) return daemon_fail(PROG, "cannot start engine: %s", ferry_strerror(err));
-    if (daemon_signals_attach(engine) != 0) {
-        perror(PROG ": cannot install signal handlers");
-        return DAEMON_EXIT_FAIL;
-    }
-    err = ferry_engine_wait(engine);
-    daemon_signals_block(); /* the handler must not touch the engine once it is freed */
-    if (err != FERRY_OK)
-        return daemon_fail(PROG, "engine stopped with an error: %s", ferry_strerror(err));
-    fprintf(stderr, PROG ": stopped\n");
-    return DAEMON_EXIT_OK;
-}
-
 static int run(const config *cfg) {
     if (ferry_forward_is_open(cfg->fwd))
         fprintf(stderr, PROG ": WARNING: clients from anywhere may use this proxy without "
@@ -367,8 +343,8 @@ static int run(const config *cfg) {
     ferry_logger *error_log = NULL, *access_log = NULL;
     ferry_engine *engine = NULL;
     int status = DAEMON_EXIT_FAIL;
-    if (open_logger("error log", cfg->error_log, &error_log) != FERRY_OK) goto out;
-    if (cfg->access_log && open_logger("access log", cfg->access_log, &access_log) != FERRY_OK)
+    if (daemon_open_logger(PROG, "error log", cfg->error_log, &error_log) != FERRY_OK) goto out;
+    if (cfg->access_log && daemon_open_logger(PROG, "access log", cfg->access_log, &access_log) != FERRY_OK)
         goto out;
     ferry_engine_opts eo;
     ferry_engine_opts_init(&eo);
@@ -382,7 +358,7 @@ static int run(const config *cfg) {
     }
     status = listen_all(cfg, engine, access_log);
     if (status != CONTINUE) goto out;
-    status = serve(engine);
+    status = daemon_serve(PROG, engine);
 out:
     ferry_engine_free(engine); /* before the loggers: it may still log while stopping */
     ferry_logger_free(access_log);

@@ -235,19 +235,11 @@ static int parse_args(int argc, char *argv[], config *cfg) {
     return CONTINUE;
 }
 
-static ferry_err open_logger(const char *what, const char *path, ferry_logger **out) {
-    ferry_err err = ferry_logger_new(path, 0, NULL, out);
-    if (err == FERRY_OK) return err;
-    const char *why = err == FERRY_ESYS ? daemon_why_unwritable(path) : NULL;
-    daemon_fail(PROG, "cannot open %s '%s': %s", what, path, why ? why : ferry_strerror(err));
-    return err;
-}
-
 static ferry_err open_loggers(const config *cfg, ferry_logger **error_log,
                               ferry_logger **access_log) {
-    ferry_err err = open_logger("error log", cfg->error_log, error_log);
+    ferry_err err = daemon_open_logger(PROG, "error log", cfg->error_log, error_log);
     if (err != FERRY_OK || !cfg->access_log) return err;
-    return open_logger("access log", cfg->access_log, access_log);
+    return daemon_open_logger(PROG, "access log", cfg->access_log, access_log);
 }
 
 /* The engine with its backend pool, ready to listen. Returns CONTINUE or an exit status. */
@@ -306,23 +298,6 @@ static void announce(const config *cfg, const ferry_listener *listener) {
             cfg->workers == 1 ? "" : "s");
 }
 
-/* Start the workers and serve until a stop signal has been handled. */
-static int serve(ferry_engine *engine) {
-    ferry_err err = ferry_engine_start(engine);
-    if (err != FERRY_OK) return daemon_fail(PROG, "cannot start engine: %s", ferry_strerror(err));
-    if (daemon_signals_attach(engine) != 0) {
-        perror(PROG ": cannot install signal handlers");
-        return DAEMON_EXIT_FAIL; /* ferry_engine_free() stops the workers */
-    }
-    err = ferry_engine_wait(engine);
-    daemon_signals_block(); /* the handler must not touch the engine once it is freed */
-    if (err != FERRY_OK)
-        return daemon_fail(PROG, "engine stopped with an error: %s (%s)", ferry_strerror(err),
-                           ferry_err_name(err));
-    fprintf(stderr, PROG ": stopped\n");
-    return DAEMON_EXIT_OK;
-}
-
 static int run(const config *cfg) {
     daemon_raise_nofile_limit(PROG);
     daemon_signals_block(); /* before the loggers and the engine start their threads */
@@ -342,7 +317,7 @@ static int run(const config *cfg) {
         goto out;
     }
     announce(cfg, listener);
-    status = serve(engine);
+    status = daemon_serve(PROG, engine);
 out:
     ferry_engine_free(engine); /* before the loggers: it may still log while stopping */
     ferry_logger_free(access_log);
