@@ -56,7 +56,7 @@ static const char *const local_ranges[] = {"127.0.0.0/8",   "::1/128",       "10
 static const char default_header_allow[] =
     "Accept,Accept-Language,Cache-Control,Pragma,If-Modified-Since,If-None-Match,If-Match,"
     "If-Unmodified-Since,If-Range,Range,Content-Type,Content-Length,Transfer-Encoding,Host,"
-    "Upgrade,Authorization";
+    "Upgrade,Authorization,Referer";
 
 struct ferry_forward {
     ferry_allocator alloc;
@@ -491,6 +491,8 @@ ferry_err ferry_forward_add_parent(ferry_forward *f, const char *name, const cha
         ferry__free(&f->alloc, p);
         return FERRY_ENOMEM;
     }
+    /* Logs name the parent as the configuration does. */
+    snprintf(p->p.name, sizeof p->p.name, "%s", name);
     atomic_init(&p->down_until_ms, 0);
     f->parents[f->nparents++] = p;
     return FERRY_OK;

@@ -16,7 +16,7 @@ static void describe_target(ferry__route *rt) {
     int n = snprintf(rt->target_text, sizeof rt->target_text,
                      strchr(t->host, ':') ? "[%s]:%u" : "%s:%u", t->host, (unsigned)t->port);
     if (t->parent && n > 0 && (size_t)n < sizeof rt->target_text)
-        snprintf(rt->target_text + n, sizeof rt->target_text - (size_t)n, " via %s", t->parent->name);
+        snprintf(rt->target_text + n, sizeof rt->target_text - (size_t)n, ";via=%s", t->parent->name);
 }
 
 static const char *protocol_name(int p) {

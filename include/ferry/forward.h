@@ -89,7 +89,8 @@ FERRY_API ferry_err ferry_forward_set_anonymity(ferry_forward *fwd, ferry_anonym
 /* Strict anonymity keeps only these request headers (case-insensitive names, comma
  * separated); replaces the default list (Accept, Accept-Language, Cache-Control, Pragma,
  * If-Modified-Since, If-None-Match, If-Match, If-Unmodified-Since, If-Range, Range,
- * Content-Type, Content-Length, Transfer-Encoding, Host, Upgrade, Authorization). */
+ * Content-Type, Content-Length, Transfer-Encoding, Host, Upgrade, Authorization, Referer;
+ * a Referer naming another origin goes whatever the list says). */
 FERRY_API ferry_err ferry_forward_set_header_allow(ferry_forward *fwd, const char *names);
 /* Require credentials and accept this user. Passwords are kept only in memory. */
 FERRY_API ferry_err ferry_forward_add_user(ferry_forward *fwd, const char *user,

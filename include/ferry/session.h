@@ -24,7 +24,7 @@ enum { FERRY_CRED_MAX = 256, FERRY_NAME_MAX = 64 };
 
 typedef struct ferry_parent {
     ferry_parent_kind kind;
-    char name[FERRY_NAME_MAX];     /* for logs and routes; never holds credentials */
+    char name[FERRY_NAME_MAX];     /* as declared (routes and logs use it); never credentials */
     char host[FERRY_HOST_MAX];     /* name or IP literal */
     uint16_t port;
     char user[FERRY_CRED_MAX];     /* "" for none */
