@@ -63,9 +63,16 @@ ferry_err ferry__route_auth(ferry_listener *l, ferry_session_info *info, const c
         auth = d->authenticate(l->opts.direction_data, info, user, user ? password : NULL);
     if (auth != FERRY_OK) {
         /* A client that sent nothing is asked for credentials; wrong ones are worth a line. */
-        if (user)
+        if (user) {
+            /* The name is the client's bytes: only printable ones reach the log. */
+            char shown[64];
+            size_t n = 0;
+            for (const char *p = user; *p && n < sizeof shown - 1; p++)
+                shown[n++] = *p > 0x20 && *p < 0x7f ? *p : '?';
+            shown[n] = '\0';
             ferry__log(l->engine, FERRY_LOG_INFO, "%s: authentication failed for %s from %s",
-                       l->name, user, info->client_addr);
+                       l->name, shown, info->client_addr);
+        }
         return FERRY_EAUTH;
     }
     if (user) info->user = user;

@@ -167,7 +167,6 @@ ferry_err ferry__socks_udp_start(ferry__session *s, ferry__socks_udp **out) {
     if (u->buf && getsockname(s->cfd, &local.sa, &llen) == 0 &&
         getpeername(s->cfd, &peer.sa, &plen) == 0) {
         err = FERRY_OK;
-        u->client = peer;
         /* A port the client announced fixes where datagrams must come from. */
         if (peer.sa.sa_family == AF_INET)
             peer.in.sin_port = htons(s->info.dest_port);
