@@ -1064,6 +1064,14 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
             answer_and_close(c, 502, "error", FERRY_ENOMEM);
             return -1;
         }
+        if (status == 407 && absolute_form_parent(c)) {
+            /* The parent refused our credentials: that is ours to fix, not the client's to
+             * answer (its Proxy-Authenticate would ask the client for the parent's). */
+            ferry__log(c->base.worker->engine, FERRY_LOG_WARN, "%s: parent %s refused our credentials",
+                       c->base.listener->name, c->rt->target.parent->name);
+            answer_and_close(c, 502, "error", FERRY_EAUTH);
+            return -1;
+        }
         const ferry_hook_ops *ops = hooks_of(c);
         if (ops && ops->on_response && ops->on_response(hook_data(c), t) == FERRY_REJECT) {
             answer_and_close(c, t->reject_status_set ? t->reject_status : 502, "rejected",
@@ -1278,6 +1286,14 @@ static void client_eof(ferry__http_conn *c) {
     drive(c);
 }
 
+/* A request line starts with a method (a token) or with the CRLF some clients leave after
+ * a body. */
+static int can_start_request(char first) {
+    unsigned char b = (unsigned char)first;
+    if ((b >= 'A' && b <= 'Z') || (b >= 'a' && b <= 'z') || (b >= '0' && b <= '9')) return 1;
+    return b == '\r' || b == '\n' || (b && strchr("!#$%&'*+-.^_`|~", b) != NULL);
+}
+
 static void client_io(ferry__loop *loop, int fd, void *ud, int mask) {
     (void)loop;
     (void)fd;
@@ -1312,7 +1328,11 @@ static void client_io(ferry__loop *loop, int fd, void *ud, int mask) {
              * re-parsing on every byte of a slow client would cost quadratic time. */
             int lf = memchr(ferry__bytes_head(&c->in) + have - (size_t)n, '\n', (size_t)n) != NULL;
             c->head_saw_lf |= (uint8_t)lf;
-            if (lf || have > c->limits.max_head || (!c->head_saw_lf && have > c->limits.max_line))
+            /* A head that cannot start a request line (a SOCKS greeting on an HTTP-only
+             * port, say) is refused now, not when the header timeout ends it. */
+            int bad_start = have == (size_t)n && !can_start_request(*ferry__bytes_head(&c->in));
+            if (lf || bad_start || have > c->limits.max_head ||
+                (!c->head_saw_lf && have > c->limits.max_line))
                 parse_head(c);
             else
                 drive(c);

@@ -234,7 +234,10 @@ static void connect_next(ferry__session *s) {
             return;
         }
         if (step == FERRY__ROUTE_NONE) { /* logged with the last error by the route */
-            fail_session(s, "no-upstream", FERRY_ENOUPSTREAM);
+            if (s->cs->route.last_error == FERRY_EREJECTED) /* the address is refused */
+                fail_session(s, "rejected", FERRY_EREJECTED);
+            else
+                fail_session(s, "no-upstream", FERRY_ENOUPSTREAM);
             return;
         }
         int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -73,8 +73,8 @@ class Forwardd:
         return f"127.0.0.1:{self.port}"
 
     def errors(self, wait_for=None, timeout=3.0):
-        """The error log's text; with wait_for, wait until it contains that text (the log
-        is written by a thread, a moment after the event)."""
+        """The error log's text; with wait_for (a string, or a predicate on the text), wait
+        until it holds (the log is written by a thread, a moment after the event)."""
         return _read_log(self.error_log, wait_for, timeout)
 
     def access(self, wait_for=None, timeout=3.0):
@@ -88,7 +88,8 @@ def _read_log(path, wait_for, timeout):
             text = open(path, encoding="utf-8", errors="replace").read()
         except FileNotFoundError:
             text = ""
-        if wait_for is None or wait_for in text or time.monotonic() >= deadline:
+        done = wait_for is None or (wait_for(text) if callable(wait_for) else wait_for in text)
+        if done or time.monotonic() >= deadline:
             return text
         time.sleep(0.02)
 
