@@ -262,6 +262,12 @@ static void put_status(out *o, int status, const char *none) {
         put_str(o, none);
 }
 
+/* The forward proxy's authenticated user, NULL when there is none. */
+static const char *user_of(const ferry_log_record *r) {
+    const ferry_session_info *s = r->session;
+    return s && s->user && *s->user ? s->user : NULL;
+}
+
 static void format_text(out *o, const ferry_log_record *r) {
     const ferry_session_info *s = r->session;
     put_time(o, r->start_unix_us);
@@ -293,6 +299,10 @@ static void format_text(out *o, const ferry_log_record *r) {
     put_u64(o, r->connect_attempts, 0);
     put_str(o, " id=");
     put_u64(o, s ? s->id : 0, 0);
+    if (user_of(r)) {
+        put_str(o, " user=");
+        put_text_field(o, user_of(r));
+    }
     if (is_http(r)) {
         put_str(o, " method=");
         put_text_view(o, r->method);
@@ -335,6 +345,10 @@ static void format_json(out *o, const ferry_log_record *r) {
     put_u64(o, r->connect_attempts, 0);
     put_str(o, ",\"id\":");
     put_u64(o, s ? s->id : 0, 0);
+    if (user_of(r)) {
+        put_str(o, ",\"user\":");
+        put_json_string(o, user_of(r));
+    }
     if (is_http(r)) {
         /* "target" above is the upstream, so the request's target gets its own key. */
         put_str(o, ",\"method\":");
@@ -365,7 +379,9 @@ static void format_json(out *o, const ferry_log_record *r) {
 static void format_clf(out *o, const ferry_log_record *r, int combined) {
     const ferry_session_info *s = r->session;
     put_text_field(o, s ? s->client_addr : NULL); /* unquoted: escaped like TEXT */
-    put_str(o, " - - ");
+    put_str(o, " - ");
+    put_text_field(o, user_of(r)); /* the authenticated user of a forward proxy, else "-" */
+    put_ch(o, ' ');
     put_clf_time(o, r->start_unix_us);
     put_str(o, " \"");
     if (is_http(r)) {

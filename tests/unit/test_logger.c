@@ -559,6 +559,23 @@ START_TEST(access_combined_format) {
 }
 END_TEST
 
+/* A forward proxy's authenticated user appears in every format, escaped like the rest;
+ * without one the formats are unchanged (see the tests above). */
+START_TEST(access_formats_show_the_user) {
+    ferry_session_info s = v4_session();
+    s.user = "ali ce";
+    ferry_log_record r = http_record_for(&s);
+    ck_assert_str_eq(fmt(FERRY_ACCESS_COMMON, &r),
+                     "127.0.0.1 - ali\\x20ce [27/Nov/2026:05:33:25 +0000] \"GET /path?q=1 HTTP/1.1\" "
+                     "200 1234");
+    ck_assert_ptr_nonnull(strstr(fmt(FERRY_ACCESS_TEXT, &r), " user=ali\\x20ce "));
+    ck_assert_ptr_nonnull(strstr(fmt(FERRY_ACCESS_JSON, &r), ",\"user\":\"ali ce\","));
+    s.user = "";
+    ck_assert_ptr_null(strstr(fmt(FERRY_ACCESS_TEXT, &r), "user="));
+    ck_assert_ptr_null(strstr(fmt(FERRY_ACCESS_JSON, &r), "\"user\""));
+}
+END_TEST
+
 START_TEST(access_format_truncates_like_snprintf) {
     ferry_session_info s = v4_session();
     ferry_log_record recs[3] = {record_for(&s), http_record_for(&s), hostile_record_for(&s)};
@@ -717,6 +734,7 @@ int main(void) {
     tcase_add_test(tc, access_http_json_format);
     tcase_add_test(tc, access_common_format);
     tcase_add_test(tc, access_combined_format);
+    tcase_add_test(tc, access_formats_show_the_user);
     tcase_add_test(tc, access_format_truncates_like_snprintf);
     tcase_add_test(tc, bad_paths_and_arguments_fail);
     tcase_add_test(tc, fds_are_released_and_std_streams_kept);
