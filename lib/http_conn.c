@@ -69,6 +69,7 @@ struct ferry__http_conn {
     int64_t txn_wall_us;
     ferry__http_limits limits;
     forward_state *fwd;
+    ferry_backend *attached; /* the pool backend this request is using, for load counts */
 };
 
 /* A paused transaction's handle: shared by the connection and whoever will resume it. */
@@ -189,6 +190,21 @@ static void log_txn(ferry__http_conn *c, const char *verdict, ferry_err err) {
     }
 }
 
+static void attach(ferry__http_conn *c) {
+    const ferry_listener_opts *o = opts_of(c);
+    ferry_backend *b = c->rt->target.backend;
+    if (!b || c->attached) return;
+    c->attached = b;
+    if (o->direction->attached) o->direction->attached(o->direction_data, b);
+}
+
+static void detach(ferry__http_conn *c) {
+    const ferry_listener_opts *o = opts_of(c);
+    if (!c->attached) return;
+    if (o->direction->detached) o->direction->detached(o->direction_data, c->attached);
+    c->attached = NULL;
+}
+
 static void free_route(ferry__http_conn *c) {
     if (!c->rt) return;
     ferry__route_cancel(c->rt);
@@ -197,6 +213,7 @@ static void free_route(ferry__http_conn *c) {
 }
 
 static void end_txn_state(ferry__http_conn *c) {
+    detach(c);
     free_route(c);
     c->replay = (ferry_view){NULL, 0};
     ferry__txn_reset(&c->txn);
@@ -497,6 +514,7 @@ static void start_txn(ferry__http_conn *c) {
     ferry_txn *t = &c->txn;
     const ferry_listener_opts *o = opts_of(c);
     c->first = 0;
+    c->info.txn = t;
     c->client_11 = t->req.version_minor == 1;
     c->keep_alive = !(t->req.flags & FERRY__HTTP_CONN_CLOSE) && !c->base.worker->stopping &&
                     (c->client_11 || (t->req.flags & FERRY__HTTP_CONN_KEEP_ALIVE));
@@ -758,6 +776,7 @@ static void connect_done(ferry__http_conn *c, ferry_err err) {
     c->connect_us = ferry__now_us() - c->connect_start_us;
     int one = 1;
     setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    attach(c);
     const ferry_parent *p = c->rt->target.parent;
     u->via = absolute_form_parent(c);
     if (p && !u->via) {
@@ -786,6 +805,7 @@ static int connect_to(ferry__http_conn *c, const ferry__sockaddr *a) {
         if (pooled) {
             c->up = pooled;
             c->connect_us = 0;
+            attach(c);
             send_request(c);
             return 0;
         }

@@ -65,6 +65,8 @@ void ferry__session_end(ferry__session *s, const char *verdict, ferry_err err) {
     void *hud = l->opts.hooks.user_data;
 
     ferry__relay_stop(&s->relay);
+    const ferry_direction_ops *d = l->opts.direction;
+    if (s->attached && d->detached) d->detached(l->opts.direction_data, s->attached);
     if (s->ufd >= 0) ferry__loop_unwatch(w->loop, s->ufd);
     ferry__loop_unwatch(w->loop, s->cfd);
     free_connect_state(s);
@@ -197,6 +199,11 @@ static void on_upstream_writable(ferry__loop *loop, int fd, void *user_data, int
     s->connect_us = ferry__now_us() - s->connect_start_us;
     ferry__route_connected(&s->cs->route, s->worker, s->listener, FERRY_OK);
     const ferry_target *t = &s->cs->route.target;
+    const ferry_direction_ops *d = s->listener->opts.direction;
+    if (t->backend && d->attached) {
+        s->attached = t->backend;
+        d->attached(s->listener->opts.direction_data, t->backend);
+    }
     if (t->parent) { /* the connect timer keeps running over the parent's answer */
         ferry__connect_state *cs = s->cs;
         if (!cs->handshake) cs->handshake = ferry__malloc(&s->worker->engine->alloc, sizeof *cs->handshake);

@@ -21,6 +21,7 @@ typedef struct ferry__session {
     char *target_text; /* owned unless it points at a backend's address */
     int target_owned;
     ferry__socks *socks; /* SOCKS sessions: handshake state, freed with the session */
+    ferry_backend *attached; /* the pool backend in use, for load counts */
     ferry__relay relay;
 } ferry__session;
 

@@ -163,7 +163,8 @@ static void socks4_request(ferry__session *s, size_t used) {
     start_request(s);
 }
 
-static void socks5_greeting(ferry__session *s, unsigned methods) {
+/* Both sub-steps return 0 to go on, -1 when the session was ended (s is gone). */
+static int socks5_greeting(ferry__session *s, unsigned methods) {
     ferry__socks *k = s->socks;
     char reply[2];
     uint8_t method = FERRY__SOCKS5_NO_METHOD;
@@ -183,21 +184,23 @@ static void socks5_greeting(ferry__session *s, unsigned methods) {
     if (send_reply(s, reply, ferry__socks5_method_reply(method, reply)) ||
         method == FERRY__SOCKS5_NO_METHOD) {
         ferry__session_end(s, "rejected", FERRY_EAUTH);
-        return;
+        return -1;
     }
     k->phase = method == FERRY__SOCKS5_USERPASS ? P_USERPASS : P_REQUEST;
+    return 0;
 }
 
-static void socks5_userpass(ferry__session *s, size_t used, const char *password) {
+static int socks5_userpass(ferry__session *s, size_t used, const char *password) {
     ferry__socks *k = s->socks;
     consume(k, used);
     char reply[2];
     ferry_err err = ferry__route_auth(s->listener, &s->info, k->user, password);
     if (send_reply(s, reply, ferry__socks5_auth_reply(err ? 1 : 0, reply)) || err) {
         ferry__session_end(s, "rejected", FERRY_EAUTH);
-        return;
+        return -1;
     }
     k->phase = P_REQUEST;
+    return 0;
 }
 
 /* Handle every whole message in the buffer. 0: wait for more; -1: the session ended. */
@@ -218,17 +221,16 @@ static int process(ferry__session *s) {
             r = ferry__socks5_parse_greeting(k->buf, k->len, &methods);
             if (r > 0) {
                 consume(k, (size_t)r);
-                socks5_greeting(s, methods);
-                if (k->phase == P_FIRST) return -1;
+                if (socks5_greeting(s, methods)) return -1;
                 continue;
             }
         } else if (k->phase == P_USERPASS) {
             char password[FERRY__SOCKS_CRED_MAX];
             r = ferry__socks5_parse_userpass(k->buf, k->len, k->user, password);
             if (r > 0) {
-                socks5_userpass(s, (size_t)r, password);
+                int ended = socks5_userpass(s, (size_t)r, password);
                 memset(password, 0, sizeof password);
-                if (k->phase != P_REQUEST) return -1;
+                if (ended) return -1;
                 continue;
             }
         } else {

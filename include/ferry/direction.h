@@ -67,6 +67,14 @@ typedef struct ferry_direction_ops {
     /* Optional. HTTP forward requests: edit the request headers (anonymity) before the
      * on_upstream_request hook sees them. */
     void (*edit_request)(void *policy_data, ferry_txn *txn);
+
+    /* ---- load accounting (pool backends) ---- */
+
+    /* Optional. A session (TCP) or request (HTTP) started using `backend` (a new or a
+     * pooled connection to it): least-connections balancers count it. */
+    void (*attached)(void *policy_data, ferry_backend *backend);
+    /* Optional. ... and stopped using it; called exactly once after each attached. */
+    void (*detached)(void *policy_data, ferry_backend *backend);
 } ferry_direction_ops;
 
 /* The built-in reverse policy. Its policy_data is a ferry_pool* (see ferry/pool.h):

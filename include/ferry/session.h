@@ -68,6 +68,9 @@ typedef struct ferry_session_info {
     uint16_t dest_port;
     const char *method;    /* HTTP method ("CONNECT" for tunnels); "" for SOCKS */
     const char *user;      /* the authenticated user, "" if none */
+    /* HTTP listeners: the request being routed (read it with the ferry_txn_* getters, e.g.
+     * to hash on a header, a cookie or the URI); NULL for TCP and SOCKS sessions. */
+    const struct ferry_txn *txn;
 } ferry_session_info;
 
 /* One line of the per-session summary handed to on_log. Strings are never NULL. */

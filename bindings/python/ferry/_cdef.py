@@ -152,6 +152,7 @@ typedef struct ferry_session_info {
     uint16_t dest_port;
     const char *method;
     const char *user;
+    const struct ferry_txn *txn;
 } ferry_session_info;
 
 typedef struct ferry_log_record {
@@ -255,6 +256,8 @@ typedef struct ferry_direction_ops {
     ferry_err (*admit_address)(void *policy_data, const ferry_session_info *session,
                                const struct sockaddr *addr, const char **reason);
     void (*edit_request)(void *policy_data, ferry_txn *txn);
+    void (*attached)(void *policy_data, ferry_backend *backend);
+    void (*detached)(void *policy_data, ferry_backend *backend);
 } ferry_direction_ops;
 
 const ferry_direction_ops *ferry_direction_reverse(void);

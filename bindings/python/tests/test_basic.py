@@ -119,11 +119,11 @@ def test_struct_layout_x86_64_lp64():
     assert ffi.sizeof("ferry_engine_opts") == 72
     assert ffi.sizeof("ferry_log_record") == 184
     assert ffi.offsetof("ferry_log_record", "response_bytes") == 176
-    assert ffi.sizeof("ferry_session_info") == 152
+    assert ffi.sizeof("ferry_session_info") == 160
     assert ffi.offsetof("ferry_session_info", "user") == 144
     assert ffi.sizeof("ferry_target") == 280
     assert ffi.sizeof("ferry_hook_ops") == 72
-    assert ffi.sizeof("ferry_direction_ops") == 80
+    assert ffi.sizeof("ferry_direction_ops") == 96
     assert ffi.sizeof("ferry_parent") == 840
 
 
