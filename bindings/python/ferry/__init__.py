@@ -18,14 +18,24 @@ Typical use::
         l = engine.reverse_http("127.0.0.1:8080", ["127.0.0.1:9000"], on_request=on_request)
         engine.start()
         engine.wait()  # until engine.stop() from another thread
+
+A forward proxy (clients name the destination: HTTP, CONNECT, SOCKS4/4a/5 on one port)::
+
+    with ferry.Engine() as engine:
+        l = engine.forward("127.0.0.1:3128", rules=["deny host .example.com"],
+                           users={"alice": "secret"})
+        engine.start()
+        engine.wait()
 """
 import atexit
 import ctypes.util
 import os
 import sys
 import threading
+import time
 import traceback
 import weakref
+from collections import namedtuple
 
 import cffi
 
@@ -33,6 +43,7 @@ from ._cdef import CDEF, ERRORS
 
 __all__ = [
     "FerryError", "StaleObjectError", "Engine", "Listener", "Request", "Response", "Headers",
+    "Session", "Target", "Forward", "Parent",
     "CONTINUE", "reject", "respond", "version", "version_number", "ERRORS", "ffi", "lib",
 ]
 
@@ -81,12 +92,33 @@ def _view(v):
     return ffi.unpack(v.ptr, v.len).decode("latin-1")
 
 
+def _cred(cstr):
+    """User names and passwords: exact (undecodable bytes survive as surrogates), so
+    comparing them with str never lets two different byte strings look alike."""
+    return ffi.string(cstr).decode("utf-8", "surrogateescape") if cstr != ffi.NULL else None
+
+
 def _enc(value, what):
     if isinstance(value, bytes):
         return value
     if not isinstance(value, str):
         raise TypeError("%s must be str or bytes, not %s" % (what, type(value).__name__))
     return value.encode("latin-1")
+
+
+def _cstr(value, what):
+    """A C string argument for the policy API: str as UTF-8 (paths: the file system's
+    encoding), bytes as they are; an embedded NUL would cut the string short, so it is
+    refused rather than silently truncating (a password, say)."""
+    if isinstance(value, os.PathLike):
+        value = os.fsencode(value)
+    elif isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    elif not isinstance(value, bytes):
+        raise TypeError("%s must be str or bytes, not %s" % (what, type(value).__name__))
+    if b"\0" in value:
+        raise ValueError("%s must not contain NUL characters" % what)
+    return value
 
 
 class FerryError(Exception):
@@ -275,6 +307,12 @@ class _Message:
         info = lib.ferry_txn_session(self._txn_ptr())
         return int(info.id) if info != ffi.NULL else 0
 
+    @property
+    def session(self):
+        """The Session this message belongs to (forward listeners: dest_host, dest_port,
+        user, proxy_protocol ...). Valid as long as the request/response is."""
+        return Session(None, self)
+
     def set_header(self, name, value):
         """Replace every `name` header by one with `value` (FerryError EINVAL for bad
         names/values and for framing or hop-by-hop headers)."""
@@ -291,7 +329,8 @@ class _Message:
 
 
 class Request(_Message):
-    """The request head, as on_request sees it. Valid only during the hook."""
+    """The request head, as on_request (and on_upstream_request) sees it. Valid only
+    during the hook."""
     _part = 0  # FERRY_TXN_REQUEST
 
     def __repr__(self):
@@ -316,14 +355,203 @@ class Response(_Message):
         return "<ferry.Response %d>" % self.status
 
 
+_PROXY_PROTOCOLS = ("", "http", "connect", "socks4", "socks5", "socks5-udp")
+
+
+def _proxy_protocol(value):
+    value = int(value)
+    return _PROXY_PROTOCOLS[value] if 0 <= value < len(_PROXY_PROTOCOLS) else "unknown"
+
+
+class Session:
+    """What a hook sees of a session (one client connection): on_accept, on_auth and
+    on_route receive one, Request.session gives one. Valid only during the hook; later
+    use raises StaleObjectError. Forward listeners fill proxy_protocol ("http",
+    "connect", "socks4", "socks5", "socks5-udp"; "" before the request and on reverse
+    listeners), dest_host, dest_port, method ("" for SOCKS) and user ("" if none)."""
+
+    __slots__ = ("_info", "_owner", "_valid")
+
+    def __init__(self, info, owner=None):
+        self._info = info
+        self._owner = owner  # a Request: valid while it is
+        self._valid = True
+
+    def _p(self):
+        if self._owner is not None:
+            info = lib.ferry_txn_session(self._owner._txn_ptr())
+            if info == ffi.NULL:
+                raise FerryError(lib.FERRY_ESTATE, None, "request without a session")
+            return info
+        if not self._valid:
+            raise StaleObjectError("ferry.Session")
+        return self._info
+
+    def _invalidate(self):
+        self._valid = False
+        self._info = None
+
+    @property
+    def id(self):
+        return int(self._p().id)
+
+    @property
+    def worker(self):
+        return int(self._p().worker)
+
+    @property
+    def listener(self):
+        """The listener's name (its address unless name= was given)."""
+        return _s(self._p().listener)
+
+    @property
+    def client_addr(self):
+        """Textual client IP, e.g. '127.0.0.1' or '::1'."""
+        return _s(self._p().client_addr)
+
+    client = client_addr
+
+    @property
+    def client_port(self):
+        return int(self._p().client_port)
+
+    @property
+    def proxy_protocol(self):
+        return _proxy_protocol(self._p().proxy_protocol)
+
+    @property
+    def dest_host(self):
+        """The destination as the client named it (a host name or an IP literal)."""
+        return _s(self._p().dest_host)
+
+    @property
+    def dest_port(self):
+        return int(self._p().dest_port)
+
+    @property
+    def method(self):
+        return _s(self._p().method)
+
+    @property
+    def user(self):
+        """The authenticated user, "" if none."""
+        return _cred(self._p().user) or ""
+
+    def __repr__(self):
+        try:
+            p = self.proxy_protocol
+            dest = " %s %s:%d" % (p, self.dest_host, self.dest_port) if p else ""
+            return "<ferry.Session %d %s:%d%s>" % (self.id, self.client_addr, self.client_port,
+                                                    dest)
+        except StaleObjectError:
+            return "<ferry.Session (stale)>"
+
+
+Parent = namedtuple("Parent", "name kind host port user")
+Parent.__doc__ = """A parent proxy declared on a Forward policy: kind is "http" or "socks5";
+user is "" without credentials (the password is never exposed)."""
+
+
+def _parent_tuple(p):
+    return Parent(_s(p.name), "socks5" if p.kind == lib.FERRY_PARENT_SOCKS5 else "http",
+                  _s(p.host), int(p.port), _cred(p.user) or "")
+
+
+class Target:
+    """Where on_route's session goes; the hook may change it. Valid only during the hook.
+
+    host, port: the destination (forward: as the client named it; with a parent, what
+    the parent is asked for). Setting either drops a pool backend, so set both.
+    parent: the parent proxy's name, or None for direct (forward listeners; setting a
+    name looks it up in the listener's Forward policy; None or "direct" goes direct).
+    backend: the pool backend's address the reverse policy picked, or None.
+    attempt: 0 for the first try, 1, 2 ... after failed connects."""
+
+    __slots__ = ("_t", "_fwd", "_valid", "attempt")
+
+    def __init__(self, target, fwd, attempt):
+        self._t = target
+        self._fwd = fwd
+        self._valid = True
+        self.attempt = int(attempt)
+
+    def _p(self):
+        if not self._valid:
+            raise StaleObjectError("ferry.Target")
+        return self._t
+
+    def _invalidate(self):
+        self._valid = False
+        self._t = None
+
+    @property
+    def host(self):
+        return ffi.string(self._p().host).decode("utf-8", "replace")
+
+    @host.setter
+    def host(self, value):
+        t = self._p()
+        b = _cstr(value, "target host")
+        if not b or len(b) >= lib.FERRY_HOST_MAX:
+            raise ValueError("target host must be 1-%d bytes" % (lib.FERRY_HOST_MAX - 1))
+        t.host = b
+        t.backend = ffi.NULL
+
+    @property
+    def port(self):
+        return int(self._p().port)
+
+    @port.setter
+    def port(self, value):
+        t = self._p()
+        value = int(value)
+        if not 0 < value < 65536:
+            raise ValueError("target port must be 1-65535, not %d" % value)
+        t.port = value
+        t.backend = ffi.NULL
+
+    @property
+    def parent(self):
+        p = self._p().parent
+        return None if p == ffi.NULL else _s(p.name)
+
+    @parent.setter
+    def parent(self, name):
+        t = self._p()
+        if name is None or (isinstance(name, str) and name.lower() == "direct"):
+            t.parent = ffi.NULL
+            return
+        if self._fwd is None:
+            raise FerryError(lib.FERRY_EINVAL, None,
+                             "parents need a forward listener (this one has no Forward policy)")
+        t.parent = self._fwd._parent_ptr(name)
+
+    @property
+    def backend(self):
+        b = self._p().backend
+        return None if b == ffi.NULL else _s(lib.ferry_backend_address(b))
+
+    def __repr__(self):
+        if not self._valid:
+            return "<ferry.Target (stale)>"
+        via = " via %s" % self.parent if self.parent else ""
+        if self.backend:
+            return "<ferry.Target backend %s>" % self.backend
+        return "<ferry.Target %s:%d%s>" % (self.host, self.port, via)
+
+
 def _log_dict(rec):
     info = rec.session
     d = {}
     if info != ffi.NULL:
         d.update(session_id=int(info.id), worker=int(info.worker), listener=_s(info.listener),
-                 client=_s(info.client_addr), client_port=int(info.client_port))
+                 client=_s(info.client_addr), client_port=int(info.client_port),
+                 proxy_protocol=_proxy_protocol(info.proxy_protocol),
+                 dest_host=_s(info.dest_host), dest_port=int(info.dest_port),
+                 user=_cred(info.user) or "")
     else:
-        d.update(session_id=0, worker=0, listener="", client="", client_port=0)
+        d.update(session_id=0, worker=0, listener="", client="", client_port=0,
+                 proxy_protocol="", dest_host="", dest_port=0, user="")
     err = int(rec.error)
     d.update(
         target=_s(rec.target), verdict=_s(rec.verdict), error_code=err,
@@ -390,6 +618,383 @@ def _make_response_cb(fn):
     return _make_txn_cb(fn, Response, "on_response", False)
 
 
+def _make_upstream_request_cb(fn):
+    return _make_txn_cb(fn, Request, "on_upstream_request", False)
+
+
+def _make_accept_cb(fn):
+    """on_accept(session): None/CONTINUE goes on, reject() closes the connection; an
+    exception (logged) closes it too."""
+    def cb(user_data, info):
+        _tls.in_hook = True
+        session = Session(info)
+        try:
+            v = fn(session)
+            if v is None or v is CONTINUE:
+                return lib.FERRY_CONTINUE
+            if isinstance(v, _Reject):
+                return lib.FERRY_REJECT
+            raise TypeError("on_accept must return None, ferry.CONTINUE or ferry.reject(), "
+                            "not %r" % (v,))
+        except BaseException:
+            _report("on_accept")
+            return lib.FERRY_REJECT
+        finally:
+            session._invalidate()
+            _tls.in_hook = False
+    return ffi.callback("ferry_verdict(void *, const ferry_session_info *)", cb,
+                        error=lib.FERRY_REJECT)
+
+
+def _make_auth_cb(fn):
+    """on_auth(session, user, password) -> bool: True accepts; False, None or reject()
+    refuse (HTTP 407, SOCKS failure); any other value or an exception (logged) refuses."""
+    def cb(user_data, info, user, password):
+        _tls.in_hook = True
+        session = Session(info)
+        try:
+            v = fn(session, _cred(user), _cred(password) or "")
+            if v is True or v is CONTINUE:
+                return lib.FERRY_CONTINUE
+            if v is False or v is None or isinstance(v, _Reject):
+                return lib.FERRY_REJECT
+            raise TypeError("on_auth must return True or False, not %r" % (v,))
+        except BaseException:
+            _report("on_auth")
+            return lib.FERRY_REJECT
+        finally:
+            session._invalidate()
+            _tls.in_hook = False
+    return ffi.callback("ferry_verdict(void *, const ferry_session_info *, const char *, "
+                        "const char *)", cb, error=lib.FERRY_REJECT)
+
+
+def _make_route_cb(fn, fwd):
+    """on_route(session, target): None/CONTINUE keeps the (possibly edited) target,
+    reject() refuses, a str picks the parent of that name ("direct": none), a
+    (host, port) pair rewrites the destination. Anything else or an exception (logged)
+    refuses."""
+    def cb(user_data, info, attempt, target):
+        _tls.in_hook = True
+        session = Session(info)
+        t = Target(target, fwd, attempt)
+        try:
+            v = fn(session, t)
+            if v is None or v is CONTINUE:
+                return lib.FERRY_CONTINUE
+            if isinstance(v, _Reject):
+                return lib.FERRY_REJECT
+            if isinstance(v, str):
+                t.parent = v
+                return lib.FERRY_CONTINUE
+            if isinstance(v, tuple) and len(v) == 2:
+                t.host, t.port = v
+                return lib.FERRY_CONTINUE
+            raise TypeError("on_route must return None, ferry.CONTINUE, ferry.reject(), a "
+                            "parent name or a (host, port) pair, not %r" % (v,))
+        except BaseException:
+            _report("on_route")
+            return lib.FERRY_REJECT
+        finally:
+            t._invalidate()
+            session._invalidate()
+            _tls.in_hook = False
+    return ffi.callback("ferry_verdict(void *, const ferry_session_info *, unsigned, "
+                        "ferry_target *)", cb, error=lib.FERRY_REJECT)
+
+
+_HOOK_MAKERS = {
+    "on_accept": _make_accept_cb,
+    "on_auth": _make_auth_cb,
+    "on_route": _make_route_cb,
+    "on_request": _make_request_cb,
+    "on_upstream_request": _make_upstream_request_cb,
+    "on_response": _make_response_cb,
+}
+
+
+# ---- forward policy ----
+
+_ANONYMITY = {"transparent": 0, "anonymous": 1, "strict": 2}
+_FORWARD_PROTOCOLS = {"http": ("http", 1), "socks": ("socks", 2),
+                      "http,socks": ("http,socks", 3), "socks,http": ("http,socks", 3)}
+
+
+def _items(value, split=False):
+    """None -> [], a str -> [it] (or its comma-separated parts), else list(value)."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)):
+        value = [value]
+    out = []
+    for v in value:
+        if split and isinstance(v, str):
+            out.extend(x.strip() for x in v.split(",") if x.strip())
+        else:
+            out.append(v)
+    return out
+
+
+class Forward:
+    """A forward policy (a ferry_forward): who may use the proxy, what they may reach,
+    through which parent, how much of the client the origin sees. See
+    include/ferry/forward.h and doc/forward-config.md.
+
+    Configure it first (constructor keywords, a config file, the methods below), then
+    hand it to Engine.forward(policy=...) -- several listeners, even of several engines,
+    may share one. Once a listener uses it, it is read-only (setters raise FerryError
+    ESTATE). It is freed by close() (refused while an engine that uses it is alive), by
+    the last engine using it when that engine created it, or by the garbage collector.
+
+    Keywords are applied in this order, after the config file: allow_client, allow_dest,
+    connect_ports, anonymity, header_allow, users, users_file, parents, routes, rules,
+    clock."""
+
+    def __init__(self, config=None, *, rules=None, allow_client=None, allow_dest=None,
+                 connect_ports=None, anonymity=None, header_allow=None, users=None,
+                 users_file=None, parents=None, routes=None, clock=None):
+        out = ffi.new("ferry_forward **")
+        _check(lib.ferry_forward_new(ffi.NULL, out), "ferry_forward_new")
+        self._ptr = out[0]
+        self._uses = 0          # listeners of live engines using it
+        self._frozen = False
+        self._auto_close = False
+        self._clock = None      # the clock callback, alive as long as the policy
+        try:
+            if config is not None:
+                self.load_config(config)
+            for cidr in _items(allow_client, split=True):
+                self.allow_client(cidr)
+            for cidr in _items(allow_dest, split=True):
+                self.allow_dest(cidr)
+            if connect_ports is not None:
+                self.set_connect_ports(connect_ports)
+            if anonymity is not None:
+                self.set_anonymity(anonymity)
+            if header_allow is not None:
+                self.set_header_allow(header_allow)
+            for user, password in (users or {}).items():
+                self.add_user(user, password)
+            for path in _items(users_file):
+                self.load_users(path)
+            for pname, url in (parents or {}).items():
+                self.add_parent(pname, url)
+            for pattern, via in _items(routes) if not isinstance(routes, dict) else routes.items():
+                self.add_route(pattern, via)
+            for rule in _items(rules):
+                self.add_rule(rule)
+            if clock is not None:
+                self.set_clock(clock)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- state --
+
+    def _live(self):
+        if self._ptr is None:
+            raise FerryError(lib.FERRY_ESTATE, None, "forward policy is closed")
+        return self._ptr
+
+    def _mutable(self):
+        ptr = self._live()
+        if self._frozen:
+            raise FerryError(lib.FERRY_ESTATE, None,
+                             "forward policy is in use by a listener: configure it before "
+                             "listening")
+        return ptr
+
+    def _attach(self):
+        self._live()
+        self._frozen = True
+        self._uses += 1
+
+    def _detach(self):
+        self._uses -= 1
+        if self._uses == 0 and self._auto_close:
+            self.close()
+
+    @property
+    def closed(self):
+        return self._ptr is None
+
+    def close(self):
+        """Free the policy. Idempotent; FerryError ESTATE while a live engine uses it."""
+        if self._ptr is None:
+            return
+        if self._uses:
+            raise FerryError(lib.FERRY_ESTATE, None,
+                             "forward policy is in use by %d listener(s) of live engines"
+                             % self._uses)
+        ptr, self._ptr = self._ptr, None
+        lib.ferry_forward_free(ptr)
+        self._clock = None
+
+    def __del__(self):
+        try:
+            if self._ptr is not None and not self._uses:
+                self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # -- configuration --
+
+    def _with_err(self, call, context, *args):
+        buf = ffi.new("char[]", 1024)
+        err = call(self._mutable(), *args, buf, len(buf))
+        if err != lib.FERRY_OK:
+            msg = ffi.string(buf).decode("utf-8", "replace") or None
+            raise FerryError(err, context, msg)
+
+    def load_config(self, path):
+        """Read a forwardd configuration file (doc/forward-config.md). Errors raise
+        FerryError ECONFIG whose message is "path:line: what". What was applied before an
+        error stays applied: discard the policy (close()) on error."""
+        self._with_err(lib.ferry_forward_load_config, None, _cstr(path, "config path"))
+
+    def parse_config(self, text, name="<string>"):
+        """The same from a string; `name` stands for the file name in messages."""
+        data = _cstr(text, "config text") if not isinstance(text, bytes) else text
+        self._with_err(lib.ferry_forward_parse_config, None, data, len(data),
+                       _cstr(name, "name"))
+
+    def add_rule(self, rule):
+        """Append an access rule: "allow|deny [CONDITION ...]" (first match wins)."""
+        self._with_err(lib.ferry_forward_add_rule, "rule %r" % (rule,), _cstr(rule, "rule"))
+
+    def allow_client(self, cidr):
+        """Allow clients from CIDR; the first call replaces the loopback+private default."""
+        _check(lib.ferry_forward_allow_client(self._mutable(), _cstr(cidr, "cidr")),
+               "allow_client(%r)" % (cidr,))
+
+    def allow_dest(self, cidr):
+        """Lift the refused-destination default (loopback, link-local ...) for CIDR."""
+        _check(lib.ferry_forward_allow_dest(self._mutable(), _cstr(cidr, "cidr")),
+               "allow_dest(%r)" % (cidr,))
+
+    def set_connect_ports(self, ports):
+        """Ports CONNECT may reach: "443,8443", "443,1024-65535", an int or a list."""
+        if isinstance(ports, int):
+            ports = str(ports)
+        elif not isinstance(ports, (str, bytes)):
+            ports = ",".join(str(p) for p in ports)
+        _check(lib.ferry_forward_set_connect_ports(self._mutable(), _cstr(ports, "ports")),
+               "connect_ports(%r)" % (ports,))
+
+    def set_anonymity(self, level):
+        """"transparent", "anonymous" (the default) or "strict"."""
+        if level not in _ANONYMITY:
+            raise ValueError("anonymity must be transparent, anonymous or strict, not %r"
+                             % (level,))
+        _check(lib.ferry_forward_set_anonymity(self._mutable(), _ANONYMITY[level]),
+               "anonymity(%r)" % (level,))
+
+    def set_header_allow(self, names):
+        """Request headers strict anonymity keeps: "Accept,User-Agent" or a list."""
+        if not isinstance(names, (str, bytes)):
+            names = ",".join(names)
+        _check(lib.ferry_forward_set_header_allow(self._mutable(), _cstr(names, "names")),
+               "header_allow(%r)" % (names,))
+
+    def add_user(self, user, password):
+        """Require credentials and accept this user."""
+        _check(lib.ferry_forward_add_user(self._mutable(), _cstr(user, "user"),
+                                          _cstr(password, "password")),
+               "add_user(%r)" % (user,))
+
+    def load_users(self, path):
+        """Load "user:password" lines; requires credentials. Errors name file:line."""
+        self._with_err(lib.ferry_forward_load_users, None, _cstr(path, "users file"))
+
+    def add_parent(self, name, url):
+        """Declare a parent proxy: "http://[user:pass@]host:port" or "socks5://..."."""
+        self._with_err(lib.ferry_forward_add_parent, "parent %r" % (name,),
+                       _cstr(name, "parent name"), _cstr(url, "parent url"))
+
+    def add_route(self, pattern, parents):
+        """Send destinations matching pattern (exact, .suffix, glob or "*") through the
+        named parents, in failover order ("p1,p2,direct" or a list)."""
+        if not isinstance(parents, (str, bytes)):
+            parents = ",".join(parents)
+        self._with_err(lib.ferry_forward_add_route, "route %r" % (pattern,),
+                       _cstr(pattern, "route pattern"), _cstr(parents, "route parents"))
+
+    def set_clock(self, clock):
+        """Replace the wall clock of time-window rules (for tests): a callable returning
+        Unix seconds (int or float), called on worker threads; None: the system clock.
+        If it raises, the traceback is printed and the system clock is used."""
+        ptr = self._mutable()
+        if clock is None:
+            lib.ferry_forward_set_clock(ptr, ffi.NULL, ffi.NULL)
+            self._clock = None
+            return
+        if not callable(clock):
+            raise TypeError("clock must be callable")
+
+        def cb(user_data):
+            prev = getattr(_tls, "in_hook", False)
+            _tls.in_hook = True
+            try:
+                return int(clock())
+            except BaseException:
+                _report("clock")
+                return int(time.time())
+            finally:
+                _tls.in_hook = prev
+        c = ffi.callback("ferry_clock_fn", cb, error=-1)
+        lib.ferry_forward_set_clock(ptr, c, ffi.NULL)
+        self._clock = c
+
+    # -- queries --
+
+    def _parent_ptr(self, name):
+        p = lib.ferry_forward_parent(self._live(), _cstr(name, "parent name"))
+        if p == ffi.NULL:
+            raise FerryError(lib.FERRY_EINVAL, None, "no parent named %r" % (name,))
+        return p
+
+    def parent(self, name):
+        """The parent declared under name, as a ferry.Parent, or None."""
+        p = lib.ferry_forward_parent(self._live(), _cstr(name, "parent name"))
+        return None if p == ffi.NULL else _parent_tuple(p)
+
+    @property
+    def listen(self):
+        """`listen` addresses of a config file (the program opens the listeners)."""
+        ptr = self._live()
+        return [_s(lib.ferry_forward_listen_at(ptr, i))
+                for i in range(lib.ferry_forward_listen_count(ptr))]
+
+    @property
+    def workers(self):
+        """`workers` of a config file, 0 when not given."""
+        return int(lib.ferry_forward_workers(self._live()))
+
+    @property
+    def access_log(self):
+        """`access-log` of a config file, None when not given."""
+        v = lib.ferry_forward_access_log(self._live())
+        return None if v == ffi.NULL else _s(v)
+
+    @property
+    def is_open(self):
+        """True if clients from anywhere may use the proxy without credentials."""
+        return bool(lib.ferry_forward_is_open(self._live()))
+
+    def __repr__(self):
+        if self._ptr is None:
+            return "<ferry.Forward (closed)>"
+        return "<ferry.Forward%s%s>" % (" in use" if self._uses else "",
+                                        " OPEN" if self.is_open else "")
+
+
 def _make_log_cb(fn):
     def cb(user_data, rec):
         _tls.in_hook = True
@@ -405,17 +1010,21 @@ def _make_log_cb(fn):
 # ---- engine ----
 
 class Listener:
-    """A bound listener; .port is the actual port (useful with port 0)."""
+    """A bound listener; .port is the actual port (useful with port 0). .direction is
+    "reverse" or "forward"; forward listeners carry their Forward in .policy."""
 
-    def __init__(self, engine, ptr, address, protocol):
+    def __init__(self, engine, ptr, address, protocol, direction="reverse", policy=None):
         self._engine = weakref.ref(engine)
         self._ptr = ptr
         self.address = address
         self.protocol = protocol
+        self.direction = direction
+        self.policy = policy
         self.port = int(lib.ferry_listener_port(ptr))
 
     def __repr__(self):
-        return "<ferry.Listener %s %s port=%d>" % (self.protocol, self.address, self.port)
+        return "<ferry.Listener %s %s %s port=%d>" % (self.direction, self.protocol,
+                                                      self.address, self.port)
 
 
 _live_engines = weakref.WeakSet()
@@ -438,6 +1047,7 @@ class Engine:
         self._ptr = out[0]
         self._keep = []  # hook ops, callbacks and strings that must outlive the C engine
         self._listeners = []
+        self._policies = []  # Forward policies of our listeners: freed after the engine
         self._pools = 0
         self._started = False
         _live_engines.add(self)
@@ -461,42 +1071,54 @@ class Engine:
                    "backend %r" % (addr,))
         return pool[0]
 
-    def _listen(self, protocol, listen, backends, name, ops, options):
-        engine = self._engine()
+    def _listener_opts(self, protocol, listen, name, ops, options):
+        """Filled ferry_listener_opts (direction still unset) and the C strings it points
+        to, which must live until ferry_engine_listen() returns."""
+        self._engine()
         lo = ffi.new("ferry_listener_opts *")
         lib.ferry_listener_opts_init(lo)
         for key, value in options.items():
             if key not in self._LISTENER_OPTS:
                 raise TypeError("unknown listener option %r" % (key,))
             setattr(lo, key, value)
-        addr = _enc(listen, "listen")
         name_c = ffi.new("char[]", _enc(name, "name")) if name else ffi.NULL
-        addr_c = ffi.new("char[]", addr)
+        addr_c = ffi.new("char[]", _enc(listen, "listen"))
         lo.address = addr_c
         lo.name = name_c
         lo.protocol = protocol
-        lo.direction = lib.ferry_direction_reverse()
-        lo.direction_data = self._pool(backends)
         if ops is not None:
             lo.hooks.ops = ops
             lo.hooks.user_data = ffi.NULL
+        return lo, (addr_c, name_c)
+
+    def _bind(self, lo, listen):
         out = ffi.new("ferry_listener **")
-        _check(lib.ferry_engine_listen(engine, lo, out), "listen on %s" % (listen,))
-        l = Listener(self, out[0], listen, "http" if protocol == lib.FERRY_PROTO_HTTP else "tcp")
+        _check(lib.ferry_engine_listen(self._engine(), lo, out), "listen on %s" % (listen,))
+        return out[0]
+
+    def _listen(self, protocol, listen, backends, name, ops, options):
+        lo, strings = self._listener_opts(protocol, listen, name, ops, options)
+        lo.direction = lib.ferry_direction_reverse()
+        lo.direction_data = self._pool(backends)
+        ptr = self._bind(lo, listen)
+        l = Listener(self, ptr, listen, "http" if protocol == lib.FERRY_PROTO_HTTP else "tcp")
         self._listeners.append(l)
         return l
 
-    def _ops(self, **fns):
+    def _ops(self, fwd=None, **fns):
         ops = ffi.new("ferry_hook_ops *")
         cbs = []
-        makers = {"on_request": _make_request_cb, "on_response": _make_response_cb,
-                  "on_log": _make_log_cb}
         for key, fn in fns.items():
             if fn is None:
                 continue
             if not callable(fn):
                 raise TypeError("%s must be callable" % key)
-            cb = makers[key](fn)
+            if key == "on_log":
+                cb = _make_log_cb(fn)
+            elif key == "on_route":
+                cb = _make_route_cb(fn, fwd)
+            else:
+                cb = _HOOK_MAKERS[key](fn)
             cbs.append(cb)
             setattr(ops, key, cb)
         if not cbs:
@@ -505,17 +1127,87 @@ class Engine:
         return ops
 
     def reverse_http(self, listen="127.0.0.1:0", backends=(), on_request=None, on_response=None,
-                     on_log=None, name=None, **options):
+                     on_log=None, name=None, on_accept=None, on_route=None,
+                     on_upstream_request=None, **options):
         """An HTTP/1.1 reverse proxy listener in front of `backends` ("IP:PORT" strings or
         (address, weight) pairs, round-robin). Extra keyword arguments set the numeric
         ferry_listener_opts fields (e.g. connect_timeout_ms=1000, forwarded_headers=0)."""
-        ops = self._ops(on_request=on_request, on_response=on_response, on_log=on_log)
+        ops = self._ops(on_request=on_request, on_response=on_response, on_log=on_log,
+                        on_accept=on_accept, on_route=on_route,
+                        on_upstream_request=on_upstream_request)
         return self._listen(lib.FERRY_PROTO_HTTP, listen, backends, name, ops, options)
 
-    def reverse_tcp(self, listen="127.0.0.1:0", backends=(), on_log=None, name=None, **options):
+    def reverse_tcp(self, listen="127.0.0.1:0", backends=(), on_log=None, name=None,
+                    on_accept=None, on_route=None, **options):
         """A TCP relay listener in front of `backends`."""
-        ops = self._ops(on_log=on_log)
+        ops = self._ops(on_log=on_log, on_accept=on_accept, on_route=on_route)
         return self._listen(lib.FERRY_PROTO_TCP, listen, backends, name, ops, options)
+
+    def forward(self, listen="127.0.0.1:0", *, policy=None, protocols="http,socks",
+                config=None, rules=None, allow_client=None, allow_dest=None,
+                connect_ports=None, anonymity=None, header_allow=None, users=None,
+                users_file=None, parents=None, routes=None, clock=None,
+                on_accept=None, on_auth=None, on_route=None, on_request=None,
+                on_upstream_request=None, on_response=None, on_log=None, name=None,
+                **options):
+        """A forward proxy listener: clients name the destination (HTTP absolute-form and
+        CONNECT, SOCKS4/4a/5). protocols: "http", "socks" or "http,socks" (one port, told
+        apart by the first byte).
+
+        The policy is either policy=ferry.Forward(...) (shareable), or built here from the
+        keywords (see Forward): config (a forwardd configuration file, read first),
+        rules, allow_client, allow_dest, connect_ports (library default "443"),
+        anonymity (default "anonymous"), header_allow, users ({name: password}),
+        users_file, parents ({name: url}), routes ([(pattern, "p1,p2")]), clock (a
+        callable returning Unix seconds). Such a policy belongs to the engine and is
+        freed after it; listener.policy gives it. The config file's listen, workers and
+        access-log settings are not applied (see Forward.listen / .workers).
+
+        Hooks: on_accept(session), on_auth(session, user, password) -> bool,
+        on_route(session, target), on_request(req), on_upstream_request(req),
+        on_response(resp), on_log(record). Other keywords set numeric
+        ferry_listener_opts fields (connect_timeout_ms=..., header_timeout_ms=...)."""
+        self._engine()
+        key = protocols.replace(" ", "").replace("+", ",").lower() \
+            if isinstance(protocols, str) else None
+        if key not in _FORWARD_PROTOCOLS:
+            raise ValueError("protocols must be 'http', 'socks' or 'http,socks', not %r"
+                             % (protocols,))
+        label, proto = _FORWARD_PROTOCOLS[key]
+        policy_kw = dict(config=config, rules=rules, allow_client=allow_client,
+                         allow_dest=allow_dest, connect_ports=connect_ports,
+                         anonymity=anonymity, header_allow=header_allow, users=users,
+                         users_file=users_file, parents=parents, routes=routes, clock=clock)
+        given = {k: v for k, v in policy_kw.items() if v is not None}
+        if policy is not None:
+            if given:
+                raise TypeError("policy= excludes the policy keywords (%s): configure the "
+                                "Forward instead" % ", ".join(sorted(given)))
+            if not isinstance(policy, Forward):
+                raise TypeError("policy must be a ferry.Forward, not %s"
+                                % type(policy).__name__)
+            fwd = policy
+            fwd._live()
+        else:
+            fwd = Forward(**given)
+            fwd._auto_close = True
+        try:
+            ops = self._ops(fwd, on_accept=on_accept, on_auth=on_auth, on_route=on_route,
+                            on_request=on_request, on_upstream_request=on_upstream_request,
+                            on_response=on_response, on_log=on_log)
+            lo, strings = self._listener_opts(proto, listen, name, ops, options)
+            lo.direction = lib.ferry_direction_forward()
+            lo.direction_data = fwd._ptr
+            ptr = self._bind(lo, listen)
+        except BaseException:
+            if policy is None:
+                fwd.close()
+            raise
+        fwd._attach()
+        self._policies.append(fwd)
+        l = Listener(self, ptr, listen, label, "forward", fwd)
+        self._listeners.append(l)
+        return l
 
     @property
     def listeners(self):
@@ -556,6 +1248,9 @@ class Engine:
         self._keep = []  # now no worker can call back: release callbacks and ops
         for l in self._listeners:
             l._ptr = None
+        policies, self._policies = self._policies, []
+        for fwd in policies:  # after the engine, as ferry_forward_free() requires
+            fwd._detach()
         _live_engines.discard(self)
 
     def __enter__(self):

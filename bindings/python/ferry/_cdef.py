@@ -262,6 +262,47 @@ typedef struct ferry_direction_ops {
 
 const ferry_direction_ops *ferry_direction_reverse(void);
 
+/* forward.h */
+typedef struct ferry_forward ferry_forward;
+
+typedef enum ferry_anonymity {
+    FERRY_ANON_TRANSPARENT = 0,
+    FERRY_ANON_ANONYMOUS = 1,
+    FERRY_ANON_STRICT = 2
+} ferry_anonymity;
+
+typedef int64_t (*ferry_clock_fn)(void *user_data);
+
+const ferry_direction_ops *ferry_direction_forward(void);
+ferry_err ferry_forward_new(const ferry_allocator *allocator, ferry_forward **out);
+void ferry_forward_free(ferry_forward *fwd);
+ferry_err ferry_forward_add_rule(ferry_forward *fwd, const char *rule, char *err,
+                                 size_t err_size);
+ferry_err ferry_forward_allow_client(ferry_forward *fwd, const char *cidr);
+ferry_err ferry_forward_allow_dest(ferry_forward *fwd, const char *cidr);
+ferry_err ferry_forward_set_connect_ports(ferry_forward *fwd, const char *ports);
+ferry_err ferry_forward_set_anonymity(ferry_forward *fwd, ferry_anonymity level);
+ferry_err ferry_forward_set_header_allow(ferry_forward *fwd, const char *names);
+ferry_err ferry_forward_add_user(ferry_forward *fwd, const char *user, const char *password);
+ferry_err ferry_forward_load_users(ferry_forward *fwd, const char *path, char *err,
+                                   size_t err_size);
+ferry_err ferry_forward_add_parent(ferry_forward *fwd, const char *name, const char *url,
+                                   char *err, size_t err_size);
+ferry_err ferry_forward_add_route(ferry_forward *fwd, const char *host_pattern,
+                                  const char *parents, char *err, size_t err_size);
+const ferry_parent *ferry_forward_parent(const ferry_forward *fwd, const char *name);
+ferry_err ferry_parent_parse(const char *url, ferry_parent *out);
+void ferry_forward_set_clock(ferry_forward *fwd, ferry_clock_fn now, void *user_data);
+ferry_err ferry_forward_load_config(ferry_forward *fwd, const char *path, char *err,
+                                    size_t err_size);
+ferry_err ferry_forward_parse_config(ferry_forward *fwd, const char *text, size_t len,
+                                     const char *name, char *err, size_t err_size);
+unsigned ferry_forward_listen_count(const ferry_forward *fwd);
+const char *ferry_forward_listen_at(const ferry_forward *fwd, unsigned i);
+unsigned ferry_forward_workers(const ferry_forward *fwd);
+const char *ferry_forward_access_log(const ferry_forward *fwd);
+int ferry_forward_is_open(const ferry_forward *fwd);
+
 /* pool.h */
 typedef struct ferry_engine ferry_engine;
 typedef struct ferry_pool ferry_pool;
