@@ -13,6 +13,7 @@
 #include "ferry/direction.h"
 #include "ferry/pool.h"
 #include "ferry/forward.h"
+#include "ferry/router.h"
 #include "ferry/engine.h"
 #include "ferry/logger.h"
 

@@ -51,6 +51,7 @@ struct ferry__http_conn {
     uint8_t pump_unbounded; /* move a buffered body upstream in one go */
     uint8_t head_saw_lf;    /* the head being received has a complete line already */
     uint8_t req_body, resp_body;
+    uint8_t route_asked;    /* the policy's route_request ran for this request */
     ferry_session_info info;
     ferry__bytes in, out;
     ferry__timer timer;
@@ -102,6 +103,19 @@ static void *hook_data(const ferry__http_conn *c) { return opts_of(c)->hooks.use
 
 static void client_io(ferry__loop *loop, int fd, void *ud, int mask);
 static void drive(ferry__http_conn *c);
+
+/* The request's own limits (a route's, say) where set, else the listener's. */
+static unsigned connect_timeout(const ferry__http_conn *c) {
+    return c->txn.connect_timeout_ms ? c->txn.connect_timeout_ms
+                                     : c->base.listener->opts.connect_timeout_ms;
+}
+static unsigned response_timeout(const ferry__http_conn *c) {
+    return c->txn.response_timeout_ms ? c->txn.response_timeout_ms
+                                      : c->base.listener->opts.response_timeout_ms;
+}
+static uint64_t max_body(const ferry__http_conn *c) {
+    return c->txn.max_body_bytes ? c->txn.max_body_bytes : c->base.listener->opts.max_body_bytes;
+}
 static void connect_next(ferry__http_conn *c);
 static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask);
 static void start_head(ferry__http_conn *c);
@@ -524,7 +538,7 @@ static void start_txn(ferry__http_conn *c) {
     c->req_done = c->req_body == FERRY__BODY_NONE;
     c->resp_head_done = c->resp_done = c->resp_chunked_out = c->close_after = 0;
     c->req_filter = c->resp_filter = c->buffered = 0;
-    c->retried = 0;
+    c->retried = c->route_asked = 0;
     ferry__chunked_init(&c->req_dec);
     if (ferry__txn_take_request(t)) {
         conn_close(c, "error", FERRY_ENOMEM);
@@ -589,6 +603,23 @@ static void apply_request_verdict(ferry__http_conn *c, ferry_verdict v) {
         /* A forward proxy is not a web server: nobody answered this request. */
         answer_and_close(c, 400, "rejected", FERRY_EPROTO);
         return;
+    }
+    const ferry_direction_ops *d = opts_of(c)->direction;
+    if (d->route_request && !c->route_asked) {
+        c->route_asked = 1; /* once: its own answers come back through here */
+        ferry_verdict rv = d->route_request(opts_of(c)->direction_data, t);
+        if (rv == FERRY_PAUSE) {
+            answer_and_close(c, 500, "error", FERRY_ESTATE);
+            return;
+        }
+        if (rv != FERRY_CONTINUE) {
+            apply_request_verdict(c, rv);
+            return;
+        }
+        if (max_body(c) && c->req_body == FERRY__BODY_LENGTH && c->req_left > max_body(c)) {
+            answer_and_close(c, 413, "rejected", FERRY_ELIMIT);
+            return;
+        }
     }
     if (opts_of(c)->request_buffer_bytes && c->req_body != FERRY__BODY_NONE) {
         c->state = CS_BUFFERING;
@@ -707,7 +738,7 @@ static void send_request(ferry__http_conn *c);
  * complete and no response head has come, by the response timeout. */
 static void arm_exchange(ferry__http_conn *c) {
     const ferry_listener_opts *o = opts_of(c);
-    arm(c, c->req_done && !c->resp_head_done ? o->response_timeout_ms : o->body_timeout_ms);
+    arm(c, c->req_done && !c->resp_head_done ? response_timeout(c) : o->body_timeout_ms);
 }
 
 static int is_connect(const ferry__http_conn *c) {
@@ -833,7 +864,7 @@ static int connect_to(ferry__http_conn *c, const ferry__sockaddr *a) {
     }
     c->up = u;
     u->connecting = 1;
-    arm(c, opts_of(c)->connect_timeout_ms);
+    arm(c, connect_timeout(c));
     drive(c);
     return 0;
 }
@@ -916,7 +947,6 @@ static int filter_piece(ferry__http_conn *c, ferry_txn_part part, ferry__bytes *
 static int pump_request_body(ferry__http_conn *c) {
     ferry__http_upstream *u = c->up;
     ferry__bytes_pool *a = bytes_of(c);
-    const ferry_listener_opts *o = opts_of(c);
     while (!c->req_done && ferry__bytes_pending(&c->in) &&
            (c->pump_unbounded || ferry__bytes_pending(&u->out) < HIGH_WATER)) {
         const char *p = ferry__bytes_head(&c->in);
@@ -953,7 +983,7 @@ static int pump_request_body(ferry__http_conn *c) {
                 return -1;
             }
             c->req_bytes += data.len;
-            if (o->max_body_bytes && c->req_bytes > o->max_body_bytes) return -3;
+            if (max_body(c) && c->req_bytes > max_body(c)) return -3;
         }
         if (r == FERRY__CHUNKED_DONE) {
             if (c->req_filter && filter_piece(c, FERRY_TXN_REQUEST, &u->out, 1, NULL, 0, 1)) return -1;
@@ -980,6 +1010,11 @@ static void send_request(ferry__http_conn *c) {
         }
         const ferry_direction_ops *d = opts_of(c)->direction;
         if (d->edit_request) d->edit_request(opts_of(c)->direction_data, t);
+    }
+    if (t->backend_host && !c->retried &&
+        ferry_txn_header_set(t, FERRY_TXN_REQUEST, "Host", c->rt->target_text) != FERRY_OK) {
+        answer_and_close(c, 502, "error", FERRY_ENOMEM);
+        return;
     }
     if (ops && ops->on_upstream_request && !c->retried &&
         ops->on_upstream_request(hook_data(c), t) == FERRY_REJECT) {

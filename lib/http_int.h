@@ -67,6 +67,11 @@ struct ferry_txn {
      * (origin-form path), and the credentials for an HTTP parent */
     ferry_view upstream_target;
     const char *parent_auth;
+    /* set by hooks or the policy before routing */
+    void *route_data;
+    unsigned connect_timeout_ms, response_timeout_ms; /* 0: the listener's */
+    uint64_t max_body_bytes;                          /* 0: the listener's */
+    uint8_t backend_host;
     /* during on_body: where ferry_txn_body_write() goes */
     ferry__bytes *body_out;
     ferry__bytes_pool *body_pool;

@@ -204,6 +204,41 @@ ferry_err ferry_txn_respond(ferry_txn *t, int status, const char *content_type, 
     return FERRY_OK;
 }
 
+ferry_err ferry_txn_set_target(ferry_txn *t, const char *target) {
+    if (!t || !target || target[0] != '/') return FERRY_EINVAL;
+    size_t n = strlen(target);
+    if (n > 8192) return FERRY_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b = (unsigned char)target[i];
+        if (b <= 0x20 || b >= 0x7f) return FERRY_EINVAL; /* what a request line cannot carry */
+    }
+    char *copy = ferry__txn_strdup(t, target, n);
+    if (!copy) return FERRY_ENOMEM;
+    t->upstream_target = (ferry_view){copy, n};
+    return FERRY_OK;
+}
+
+ferry_err ferry_txn_set_upstream_limits(ferry_txn *t, unsigned connect_timeout_ms,
+                                        unsigned response_timeout_ms, uint64_t max_body_bytes) {
+    if (!t) return FERRY_EINVAL;
+    if (connect_timeout_ms) t->connect_timeout_ms = connect_timeout_ms;
+    if (response_timeout_ms) t->response_timeout_ms = response_timeout_ms;
+    if (max_body_bytes) t->max_body_bytes = max_body_bytes;
+    return FERRY_OK;
+}
+
+ferry_err ferry_txn_set_backend_host(ferry_txn *t, int on) {
+    if (!t) return FERRY_EINVAL;
+    t->backend_host = on != 0;
+    return FERRY_OK;
+}
+
+void ferry_txn_set_route_data(ferry_txn *t, void *data) {
+    if (t) t->route_data = data;
+}
+
+void *ferry_txn_route_data(const ferry_txn *t) { return t ? t->route_data : NULL; }
+
 ferry_err ferry_txn_body_write(ferry_txn *t, const char *data, size_t len) {
     if (!t || !t->body_out || (len && !data)) return FERRY_EINVAL;
     t->body_written = 1;

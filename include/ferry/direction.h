@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 #include "ferry/export.h"
+#include "ferry/hooks.h"
 #include "ferry/http.h"
 #include "ferry/session.h"
 
@@ -67,6 +68,13 @@ typedef struct ferry_direction_ops {
     /* Optional. HTTP forward requests: edit the request headers (anonymity) before the
      * on_upstream_request hook sees them. */
     void (*edit_request)(void *policy_data, ferry_txn *txn);
+
+    /* Optional. HTTP listeners: the request passed the on_request hook and is about to be
+     * routed. The policy may edit it (ferry_txn_set_target(), headers, limits), remember
+     * its choice for pick (ferry_txn_set_route_data()), answer it (ferry_txn_respond() and
+     * FERRY_RESPOND) or refuse it (FERRY_REJECT, with ferry_txn_set_reject_status(), e.g.
+     * 404). FERRY_PAUSE is not allowed here (answered 500). */
+    ferry_verdict (*route_request)(void *policy_data, ferry_txn *txn);
 
     /* ---- load accounting (pool backends) ---- */
 

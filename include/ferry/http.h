@@ -7,6 +7,7 @@
 #define FERRY_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "ferry/export.h"
 #include "ferry/error.h"
 #include "ferry/session.h"
@@ -58,6 +59,22 @@ FERRY_API ferry_err ferry_txn_respond(ferry_txn *txn, int status, const char *co
 /* The status answered when the hook returns FERRY_REJECT (default: 403 from on_request and
  * on_upstream_request, 502 from on_response). 400-599, else FERRY_EINVAL. */
 FERRY_API ferry_err ferry_txn_set_reject_status(ferry_txn *txn, int status);
+
+/* Replace the request target sent upstream: origin-form ("/path?query"), at most 8192
+ * bytes, no spaces or control bytes; else FERRY_EINVAL. Copied. From on_request,
+ * on_upstream_request or a policy's route_request. */
+FERRY_API ferry_err ferry_txn_set_target(ferry_txn *txn, const char *target);
+/* Per-request upstream limits, overriding the listener's; 0 keeps the listener's value.
+ * Before the request is routed (on_request, route_request). */
+FERRY_API ferry_err ferry_txn_set_upstream_limits(ferry_txn *txn, unsigned connect_timeout_ms,
+                                                  unsigned response_timeout_ms,
+                                                  uint64_t max_body_bytes);
+/* 1: the request goes upstream with Host set to the chosen backend's address; 0 (default):
+ * with the client's Host. */
+FERRY_API ferry_err ferry_txn_set_backend_host(ferry_txn *txn, int on);
+/* A pointer a direction policy keeps with the request between route_request and pick. */
+FERRY_API void ferry_txn_set_route_data(ferry_txn *txn, void *data);
+FERRY_API void *ferry_txn_route_data(const ferry_txn *txn);
 
 /* From on_body only: emit bytes in place of the current piece (may be called several
  * times; bytes are copied). FERRY_EINVAL outside on_body. */

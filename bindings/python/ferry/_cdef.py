@@ -256,6 +256,7 @@ typedef struct ferry_direction_ops {
     ferry_err (*admit_address)(void *policy_data, const ferry_session_info *session,
                                const struct sockaddr *addr, const char **reason);
     void (*edit_request)(void *policy_data, ferry_txn *txn);
+    ferry_verdict (*route_request)(void *policy_data, ferry_txn *txn);
     void (*attached)(void *policy_data, ferry_backend *backend);
     void (*detached)(void *policy_data, ferry_backend *backend);
 } ferry_direction_ops;

@@ -123,7 +123,7 @@ def test_struct_layout_x86_64_lp64():
     assert ffi.offsetof("ferry_session_info", "user") == 144
     assert ffi.sizeof("ferry_target") == 280
     assert ffi.sizeof("ferry_hook_ops") == 72
-    assert ffi.sizeof("ferry_direction_ops") == 96
+    assert ffi.sizeof("ferry_direction_ops") == 104
     assert ffi.sizeof("ferry_parent") == 840
 
 
