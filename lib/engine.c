@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "engine_int.h"
 
 enum { ACCEPTS_PER_WAKEUP = 64, ACCEPT_PAUSE_MS = 100, KEPT_BUFFERS = 64, KEPT_PIPES = 16,
@@ -116,12 +117,10 @@ static void on_listener_ready(ferry__loop *loop, int fd, void *user_data, int ma
             close(cfd);
             continue;
         }
-        switch (l->opts.protocol) {
-        case FERRY_PROTO_HTTP: ferry__http_accept(w, l, cfd, &peer); break;
-        case FERRY_PROTO_SOCKS: ferry__socks_accept(w, l, cfd, &peer); break;
-        case FERRY_PROTO_HTTP_SOCKS: ferry__sniff_accept(w, l, cfd, &peer); break;
-        default: ferry__session_accept(w, l, cfd, &peer); break;
-        }
+        if (l->opts.accept_proxy)
+            ferry__preface_accept(w, l, cfd, &peer);
+        else
+            ferry__protocol_accept(w, l, cfd, &peer);
     }
 }
 
@@ -302,6 +301,7 @@ void ferry_engine_free(ferry_engine *e) {
         if (l->fd >= 0) close(l->fd);
         ferry__free(&e->alloc, (char *)l->opts.address);
         ferry__free(&e->alloc, l->name);
+        ferry__free(&e->alloc, l->trusted);
         ferry__free(&e->alloc, l);
     }
     ferry__pools_free(e);
@@ -335,6 +335,26 @@ static ferry_err open_listener(const char *address, int backlog, int *fd_out, ui
     return FERRY_OK;
 }
 
+/* The addresses allowed to send a PROXY header: "CIDR,CIDR"; NULL means loopback. */
+static ferry_err parse_trusted(ferry_engine *e, ferry_listener *l, const char *list) {
+    if (!list) list = "127.0.0.0/8,::1";
+    unsigned n = 1;
+    for (const char *p = list; *p; p++) n += *p == ',';
+    l->trusted = ferry__calloc(&e->alloc, n * sizeof *l->trusted);
+    if (!l->trusted) return FERRY_ENOMEM;
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        if (!end) end = p + strlen(p);
+        while (p < end && *p == ' ') p++;
+        size_t len = (size_t)(end - p);
+        while (len && p[len - 1] == ' ') len--;
+        if (ferry__cidr_parse(p, len, &l->trusted[l->ntrusted]) != 0) return FERRY_EINVAL;
+        l->ntrusted++;
+        p = *end ? end + 1 : end;
+    }
+    return l->ntrusted ? FERRY_OK : FERRY_EINVAL;
+}
+
 ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, ferry_listener **out) {
     if (!e || !opts || !opts->address || !opts->direction || !opts->direction->pick)
         return FERRY_EINVAL;
@@ -346,6 +366,7 @@ ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, 
         (opts->max_headers == 0 || opts->max_headers > 10000 || opts->max_request_line < 64 ||
          opts->max_header_bytes < opts->max_request_line))
         return FERRY_EINVAL;
+    if (opts->send_proxy < 0 || opts->send_proxy > 2) return FERRY_EINVAL;
     if (atomic_load(&e->state) != ENGINE_NEW) return FERRY_ESTATE;
     ferry_listener *l = ferry__calloc(&e->alloc, sizeof *l);
     if (!l) return FERRY_ENOMEM;
@@ -354,12 +375,16 @@ ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, 
     l->opts.address = ferry__strdup(&e->alloc, opts->address);
     l->name = ferry__strdup(&e->alloc, opts->name ? opts->name : opts->address);
     l->opts.name = l->name;
+    l->opts.proxy_trusted = NULL;
     ferry_err err = FERRY_ENOMEM;
     if (l->opts.address && l->name)
+        err = opts->accept_proxy ? parse_trusted(e, l, opts->proxy_trusted) : FERRY_OK;
+    if (!err)
         err = open_listener(opts->address, opts->backlog > 0 ? opts->backlog : 511, &l->fd, &l->port);
     if (err) {
         ferry__free(&e->alloc, (char *)l->opts.address);
         ferry__free(&e->alloc, l->name);
+        ferry__free(&e->alloc, l->trusted);
         ferry__free(&e->alloc, l);
         return err;
     }

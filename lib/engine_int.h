@@ -56,7 +56,9 @@ struct ferry_listener {
     int fd;
     uint16_t port;
     char *name;
-    ferry_listener_opts opts; /* address/name point at owned copies */
+    ferry_listener_opts opts; /* address/name point at owned copies; proxy_trusted NULL */
+    struct ferry__cidr *trusted; /* who may send a PROXY header */
+    unsigned ntrusted;
 };
 
 struct ferry_backend {
@@ -108,8 +110,16 @@ void ferry__session_accept(ferry__worker *w, ferry_listener *l, int fd, const fe
 void ferry__http_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer);
 /* socks_conn.c: SOCKS client connections */
 void ferry__socks_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer);
-/* sniff.c: HTTP or SOCKS, decided by the first byte the client sends */
-void ferry__sniff_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer);
+/* preface.c: what comes before the protocol: a PROXY header (accept_proxy) and, on
+ * HTTP+SOCKS listeners, the first byte that tells the two apart. Hands the connection on
+ * to its protocol as if it had come from the client the header names. */
+void ferry__preface_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer);
+/* The PROXY header (version 1 or 2) naming the session's client, and as destination the
+ * address it reached us on; its length, 0 if it does not fit. */
+size_t ferry__proxy_header_for(const ferry_session_info *info, int client_fd, int version,
+                               char *out, size_t size);
+/* The protocol handler for a connection whose preface (if any) is done. */
+void ferry__protocol_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer);
 /* Close every idle pooled upstream connection of the worker. */
 void ferry__http_pool_clear(ferry__worker *w);
 

@@ -808,6 +808,17 @@ static void connect_done(ferry__http_conn *c, ferry_err err) {
     int one = 1;
     setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     attach(c);
+    if (opts_of(c)->send_proxy && !c->rt->target.parent) {
+        /* The header names one client: the connection is this client's alone. */
+        char header[128];
+        size_t n = ferry__proxy_header_for(&c->info, c->fd, opts_of(c)->send_proxy, header,
+                                           sizeof header);
+        if (!n || ferry__bytes_append(&u->out, bytes_of(c), header, n)) {
+            answer_and_close(c, 502, "error", FERRY_ENOMEM);
+            return;
+        }
+        u->pinned = 1;
+    }
     const ferry_parent *p = c->rt->target.parent;
     u->via = absolute_form_parent(c);
     if (p && !u->via) {
@@ -831,7 +842,8 @@ static int connect_to(ferry__http_conn *c, const ferry__sockaddr *a) {
     c->upstream_addr = *a;
     c->connect_start_us = ferry__now_us();
     const ferry_parent *p = c->rt->target.parent;
-    if (!c->retried && !is_connect(c) && (!p || absolute_form_parent(c))) {
+    if (!c->retried && !is_connect(c) && (!p || absolute_form_parent(c)) &&
+        !opts_of(c)->send_proxy) {
         ferry__http_upstream *pooled = ferry__http_pool_take(w, a, absolute_form_parent(c));
         if (pooled) {
             c->up = pooled;

@@ -145,6 +145,15 @@ static void connect_next(ferry__session *s);
 
 static void upstream_ready(ferry__session *s) {
     free_connect_state(s);
+    int version = s->listener->opts.send_proxy;
+    if (version) { /* a fresh socket takes these few bytes whole */
+        char header[128];
+        size_t n = ferry__proxy_header_for(&s->info, s->cfd, version, header, sizeof header);
+        if (!n || send(s->ufd, header, n, MSG_NOSIGNAL) != (ssize_t)n) {
+            ferry__session_end(s, "error", FERRY_EUPSTREAM);
+            return;
+        }
+    }
     if (s->socks && ferry__socks_granted(s) != FERRY_OK) return; /* ended there */
     start_relay(s);
 }

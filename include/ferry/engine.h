@@ -111,6 +111,15 @@ typedef struct ferry_listener_opts {
     unsigned udp_idle_timeout_ms; /* a UDP ASSOCIATE relay with no datagram for this long
                                    * ends; default 60000 */
     unsigned udp_max_datagram;    /* larger datagrams are dropped; default 16384 */
+    /* PROXY protocol (v1 and v2, as HAProxy defines it), for a load balancer or TLS
+     * terminator in front: */
+    int accept_proxy;             /* 1: connections start with a PROXY header whose source
+                                   * becomes the client's address; a connection from outside
+                                   * proxy_trusted, or without a valid header, is closed */
+    const char *proxy_trusted;    /* who may send it: comma-separated CIDRs; NULL: loopback */
+    int send_proxy;               /* 1 or 2: start every upstream connection with a PROXY v1 / v2
+                                   * header naming the client (HTTP upstream connections then
+                                   * serve one client each and are not pooled); 0: none */
 } ferry_listener_opts;
 
 FERRY_API void ferry_listener_opts_init(ferry_listener_opts *opts);

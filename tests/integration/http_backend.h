@@ -114,7 +114,7 @@ static void backend_stop(http_backend *b) {
 
 /* Send `req`, read until the peer closes or `want_responses` complete heads+bodies arrived
  * (Content-Length bodies only). Returns the bytes read. */
-static size_t exchange(uint16_t port, const char *req, char *out, size_t size) {
+static inline size_t exchange(uint16_t port, const char *req, char *out, size_t size) {
     int fd = connect_loopback(port);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));

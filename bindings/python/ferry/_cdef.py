@@ -391,6 +391,9 @@ typedef struct ferry_listener_opts {
     unsigned request_buffer_bytes;
     unsigned udp_idle_timeout_ms;
     unsigned udp_max_datagram;
+    int accept_proxy;
+    const char *proxy_trusted;
+    int send_proxy;
 } ferry_listener_opts;
 
 void ferry_listener_opts_init(ferry_listener_opts *opts);
