@@ -48,6 +48,7 @@ void ferry_listener_opts_init(ferry_listener_opts *o) {
     o->upstream_idle_timeout_ms = 30000;
     o->upstream_max_idle = 64;
     o->forwarded_headers = 1;
+    o->rewrite_responses = 1;
     o->udp_idle_timeout_ms = 60000;
     o->udp_max_datagram = 16384;
 }
@@ -367,6 +368,8 @@ ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, 
          opts->max_header_bytes < opts->max_request_line))
         return FERRY_EINVAL;
     if (opts->send_proxy < 0 || opts->send_proxy > 2) return FERRY_EINVAL;
+    const char *scheme = opts->public_scheme; /* kept as one of two literals: nothing to copy */
+    if (scheme && strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) return FERRY_EINVAL;
     if (atomic_load(&e->state) != ENGINE_NEW) return FERRY_ESTATE;
     ferry_listener *l = ferry__calloc(&e->alloc, sizeof *l);
     if (!l) return FERRY_ENOMEM;
@@ -376,6 +379,7 @@ ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, 
     l->name = ferry__strdup(&e->alloc, opts->name ? opts->name : opts->address);
     l->opts.name = l->name;
     l->opts.proxy_trusted = NULL;
+    l->opts.public_scheme = scheme && scheme[4] == 's' ? "https" : "http";
     ferry_err err = FERRY_ENOMEM;
     if (l->opts.address && l->name)
         err = opts->accept_proxy ? parse_trusted(e, l, opts->proxy_trusted) : FERRY_OK;

@@ -1131,6 +1131,12 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
             answer_and_close(c, 502, "error", FERRY_ENOMEM);
             return -1;
         }
+        const ferry_listener_opts *lo = opts_of(c);
+        if (!c->fwd && (lo->rewrite_responses || lo->hide_backend_headers) &&
+            ferry__http_rewrite_response(t, c->rt->target_text, lo)) {
+            answer_and_close(c, 502, "error", FERRY_ENOMEM);
+            return -1;
+        }
         if (status == 407 && absolute_form_parent(c)) {
             /* The parent refused our credentials: that is ours to fix, not the client's to
              * answer (its Proxy-Authenticate would ask the client for the parent's). */

@@ -72,6 +72,9 @@ struct ferry_txn {
     unsigned connect_timeout_ms, response_timeout_ms; /* 0: the listener's */
     uint64_t max_body_bytes;                          /* 0: the listener's */
     uint8_t backend_host;
+    /* a route's mapping between backend and public paths and cookie domains, applied to
+     * the response's URLs and cookies (views stay valid: the router owns the strings) */
+    ferry_view backend_prefix, public_prefix, cookie_domain, public_domain;
     /* during on_body: where ferry_txn_body_write() goes */
     ferry__bytes *body_out;
     ferry__bytes_pool *body_pool;
@@ -95,6 +98,12 @@ char *ferry__txn_alloc(ferry_txn *t, size_t n);
 
 /* Is `name` hop-by-hop for this message (fixed list, framing, or listed in Connection)? */
 int ferry__http_hop_by_hop(ferry_view name, const ferry__header_list *headers);
+
+/* http_rewrite.c: make the response's Location, Content-Location, Refresh and Set-Cookie
+ * name the public address instead of `backend` ("host:port", the one the request went
+ * to), with the route's mappings; drop identity headers when the listener says so. */
+ferry_err ferry__http_rewrite_response(ferry_txn *t, const char *backend,
+                                       const ferry_listener_opts *o);
 
 /* Write the upstream request head. body: the request's enum ferry__http_body. */
 ferry_err ferry__http_write_request_head(ferry__bytes *out, ferry__bytes_pool *a,

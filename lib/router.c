@@ -8,6 +8,7 @@
 #include "acl.h"
 #include "engine_int.h"
 #include "ferry/router.h"
+#include "http_int.h"
 
 enum host_kind { HOST_ANY = 0, HOST_WILDCARD = 1, HOST_EXACT = 2 };
 enum { METHODS_MAX = 16, HEADERS_MAX = 32, PATH_MAX_LEN = 8192 };
@@ -39,6 +40,7 @@ typedef struct route {
     unsigned nremove;
     unsigned connect_timeout_ms, response_timeout_ms;
     uint64_t max_body_bytes;
+    char *cookie_domain, *public_domain;
 } route;
 
 struct ferry_router {
@@ -70,6 +72,8 @@ static void route_free(const ferry_allocator *a, route *rt) {
     ferry__free(a, rt->path);
     ferry__free(a, rt->strip);
     ferry__free(a, rt->add);
+    ferry__free(a, rt->cookie_domain);
+    ferry__free(a, rt->public_domain);
     for (unsigned i = 0; i < rt->nmethods; i++) ferry__free(a, rt->methods[i]);
     for (unsigned i = 0; i < rt->nset; i++) {
         ferry__free(a, rt->set[i].name);
@@ -262,6 +266,12 @@ ferry_err ferry_router_add(ferry_router *r, const ferry_route_opts *o, char *err
     if (!e) e = split_list(o->set_headers, '\n', rt, a, take_set, err, n);
     if (!e) e = prefix_opt(a, o->strip_prefix, &rt->strip, &rt->strip_len, err, n);
     if (!e) e = prefix_opt(a, o->add_prefix, &rt->add, NULL, err, n);
+    if (!e && o->cookie_domain && *o->cookie_domain) {
+        const char *pub = o->public_cookie_domain ? o->public_cookie_domain : "";
+        rt->cookie_domain = dup_lower(a, o->cookie_domain, strlen(o->cookie_domain));
+        rt->public_domain = dup_lower(a, pub, strlen(pub));
+        if (!rt->cookie_domain || !rt->public_domain) e = FERRY_ENOMEM;
+    }
     route **grown = e ? NULL : ferry__realloc(a, r->routes, (r->nroutes + 1) * sizeof *grown);
     if (!e && !grown) e = FERRY_ENOMEM;
     if (e) {
@@ -389,6 +399,13 @@ static ferry_verdict router_route_request(void *data, ferry_txn *t) {
     ferry_txn_set_route_data(t, (void *)rt);
     ferry_txn_set_upstream_limits(t, rt->connect_timeout_ms, rt->response_timeout_ms, rt->max_body_bytes);
     ferry_txn_set_backend_host(t, rt->backend_host);
+    /* What the backend calls add_prefix is strip_prefix to the client. */
+    t->backend_prefix = rt->add ? (ferry_view){rt->add, strlen(rt->add)} : (ferry_view){"/", 1};
+    t->public_prefix = rt->strip ? (ferry_view){rt->strip, rt->strip_len} : (ferry_view){"/", 1};
+    if (rt->cookie_domain) {
+        t->cookie_domain = (ferry_view){rt->cookie_domain, strlen(rt->cookie_domain)};
+        t->public_domain = (ferry_view){rt->public_domain, strlen(rt->public_domain)};
+    }
     ferry_err e = rewrite_path(rt, t);
     for (unsigned i = 0; !e && i < rt->nremove; i++)
         e = ferry_txn_header_remove(t, FERRY_TXN_REQUEST, rt->remove[i]);

@@ -120,6 +120,16 @@ typedef struct ferry_listener_opts {
     int send_proxy;               /* 1 or 2: start every upstream connection with a PROXY v1 / v2
                                    * header naming the client (HTTP upstream connections then
                                    * serve one client each and are not pooled); 0: none */
+    /* Reverse HTTP listeners: what the backend says about itself in its responses. */
+    int rewrite_responses;        /* 1 (default): Location, Content-Location and Refresh URLs
+                                   * naming the backend the request went to are rewritten to
+                                   * the address the client used, and a route's path prefix
+                                   * and cookie domain mapping applies to them and to
+                                   * Set-Cookie; 0: responses pass as they are */
+    const char *public_scheme;    /* scheme of the rewritten URLs: NULL "http", or "https"
+                                   * when a TLS terminator sits in front */
+    int hide_backend_headers;     /* 1: drop Server, X-Powered-By and similar headers that
+                                   * name the backend's software; default 0 */
 } ferry_listener_opts;
 
 FERRY_API void ferry_listener_opts_init(ferry_listener_opts *opts);

@@ -55,6 +55,11 @@ typedef struct ferry_route_opts {
     unsigned response_timeout_ms;/* 0: the listener's */
     uint64_t max_body_bytes;     /* 0: the listener's */
     const char *name;            /* for logs; NULL: "route N" */
+    /* Set-Cookie Domain rewriting (with the listener's rewrite_responses): the backend's
+     * cookie domain, and the public one ("" or NULL removes the attribute). Paths under
+     * add_prefix in Location and Set-Cookie Path are mapped back under strip_prefix. */
+    const char *cookie_domain;
+    const char *public_cookie_domain;
 } ferry_route_opts;
 
 FERRY_API void ferry_route_opts_init(ferry_route_opts *opts);

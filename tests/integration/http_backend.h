@@ -22,6 +22,7 @@ typedef struct http_backend {
     char last_head[8192];
     char last_body[8192]; /* the request body as it arrived, framing included */
     int drop_second;      /* close a connection, unanswered, when its 2nd request arrives */
+    const char *extra_headers; /* whole "Name: value\r\n" lines added to every response */
 } http_backend;
 
 static void *backend_conn(void *arg);
@@ -90,8 +91,11 @@ static void *backend_conn(void *arg) {
         snprintf(b->last_body, sizeof b->last_body, "%.*s", (int)(have - head), buf + head);
         pthread_mutex_unlock(&b->lock);
         atomic_fetch_add(&b->requests, 1);
-        const char *resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: secret-backend\r\n\r\nok";
-        send(fd, resp, strlen(resp), MSG_NOSIGNAL);
+        char resp[2048];
+        int len = snprintf(resp, sizeof resp,
+                         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: secret-backend\r\n%s\r\nok",
+                         b->extra_headers ? b->extra_headers : "");
+        send(fd, resp, (size_t)len, MSG_NOSIGNAL);
         have = 0; /* one request per read burst is enough for these tests */
     }
     close(fd);

@@ -96,11 +96,71 @@ START_TEST(routes_reach_their_pools) {
 }
 END_TEST
 
+START_TEST(responses_name_the_public_address) {
+    signal(SIGPIPE, SIG_IGN);
+    http_backend api;
+    backend_start(&api);
+    static char extra[512];
+    snprintf(extra, sizeof extra,
+             "Location: http://127.0.0.1:%u/v1/next?a=1\r\n"
+             "Content-Location: http://elsewhere.test/v1/x\r\n"
+             "Refresh: 3; url=http://127.0.0.1:%u/v1/later\r\n"
+             "Set-Cookie: s=1; Path=/v1/cart; Domain=.backend.internal; HttpOnly\r\n"
+             "X-Powered-By: secret-framework\r\n",
+             api.port, api.port);
+    api.extra_headers = extra;
+    ferry_engine *engine;
+    ck_assert_int_eq(ferry_engine_new(NULL, &engine), FERRY_OK);
+    ferry_pool *pa;
+    char addr[32];
+    ck_assert_int_eq(ferry_pool_new(engine, "api", &pa), FERRY_OK);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", api.port);
+    ck_assert_int_eq(ferry_pool_add(pa, addr, 1, NULL), FERRY_OK);
+    ferry_router *router;
+    ck_assert_int_eq(ferry_router_new(NULL, &router), FERRY_OK);
+    ferry_route_opts o;
+    ferry_route_opts_init(&o);
+    o.path = "/shop";
+    o.pool = pa;
+    o.strip_prefix = "/shop";
+    o.add_prefix = "/v1";
+    o.cookie_domain = "backend.internal";
+    o.public_cookie_domain = "www.example.test";
+    char err[256];
+    ck_assert_int_eq(ferry_router_add(router, &o, err, sizeof err), FERRY_OK);
+    ferry_listener_opts lo;
+    ferry_listener_opts_init(&lo);
+    lo.address = "127.0.0.1:0";
+    lo.protocol = FERRY_PROTO_HTTP;
+    lo.direction = ferry_direction_router();
+    lo.direction_data = router;
+    lo.public_scheme = "https";
+    lo.hide_backend_headers = 1;
+    ferry_listener *l;
+    ck_assert_int_eq(ferry_engine_listen(engine, &lo, &l), FERRY_OK);
+    ck_assert_int_eq(ferry_engine_start(engine), FERRY_OK);
+    static char out[16384];
+    exchange(ferry_listener_port(l), "GET /shop/cart HTTP/1.1\r\nHost: www.example.test\r\n\r\n",
+             out, sizeof out);
+    ck_assert_msg(status_of(out) == 200, "%s", out);
+    ck_assert_msg(strstr(out, "\r\nLocation: https://www.example.test/shop/next?a=1\r\n"), "%s", out);
+    ck_assert_msg(strstr(out, "\r\nContent-Location: http://elsewhere.test/v1/x\r\n"), "%s", out);
+    ck_assert_msg(strstr(out, "\r\nRefresh: 3; url=https://www.example.test/shop/later\r\n"), "%s", out);
+    ck_assert_msg(strstr(out, "\r\nSet-Cookie: s=1; Path=/shop/cart; Domain=.www.example.test; HttpOnly\r\n"),
+                  "%s", out);
+    ck_assert_ptr_null(strstr(out, "secret")); /* Server and X-Powered-By are gone */
+    ferry_engine_free(engine);
+    ferry_router_free(router);
+    backend_stop(&api);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("router_engine");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, routes_reach_their_pools);
+    tcase_add_test(tc, responses_name_the_public_address);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -394,6 +394,9 @@ typedef struct ferry_listener_opts {
     int accept_proxy;
     const char *proxy_trusted;
     int send_proxy;
+    int rewrite_responses;
+    const char *public_scheme;
+    int hide_backend_headers;
 } ferry_listener_opts;
 
 void ferry_listener_opts_init(ferry_listener_opts *opts);
