@@ -303,6 +303,7 @@ void ferry_engine_free(ferry_engine *e) {
         ferry__free(&e->alloc, (char *)l->opts.address);
         ferry__free(&e->alloc, l->name);
         ferry__free(&e->alloc, l->trusted);
+        ferry__free(&e->alloc, l->forwarders);
         ferry__free(&e->alloc, l);
     }
     ferry__pools_free(e);
@@ -336,24 +337,35 @@ static ferry_err open_listener(const char *address, int backlog, int *fd_out, ui
     return FERRY_OK;
 }
 
-/* The addresses allowed to send a PROXY header: "CIDR,CIDR"; NULL means loopback. */
-static ferry_err parse_trusted(ferry_engine *e, ferry_listener *l, const char *list) {
-    if (!list) list = "127.0.0.0/8,::1";
+/* "CIDR,CIDR" into a new array (FERRY_EINVAL for a bad or empty list). */
+static ferry_err parse_cidrs(ferry_engine *e, const char *list, struct ferry__cidr **out,
+                             unsigned *count) {
     unsigned n = 1;
     for (const char *p = list; *p; p++) n += *p == ',';
-    l->trusted = ferry__calloc(&e->alloc, n * sizeof *l->trusted);
-    if (!l->trusted) return FERRY_ENOMEM;
+    *out = ferry__calloc(&e->alloc, n * sizeof **out);
+    if (!*out) return FERRY_ENOMEM;
     for (const char *p = list; *p;) {
         const char *end = strchr(p, ',');
         if (!end) end = p + strlen(p);
         while (p < end && *p == ' ') p++;
         size_t len = (size_t)(end - p);
         while (len && p[len - 1] == ' ') len--;
-        if (ferry__cidr_parse(p, len, &l->trusted[l->ntrusted]) != 0) return FERRY_EINVAL;
-        l->ntrusted++;
+        if (ferry__cidr_parse(p, len, &(*out)[*count]) != 0) return FERRY_EINVAL;
+        ++*count;
         p = *end ? end + 1 : end;
     }
-    return l->ntrusted ? FERRY_OK : FERRY_EINVAL;
+    return *count ? FERRY_OK : FERRY_EINVAL;
+}
+
+/* Who may send a PROXY header (default loopback), whose forwarding headers are kept. */
+static ferry_err parse_trust(ferry_engine *e, ferry_listener *l, const ferry_listener_opts *o) {
+    ferry_err err = FERRY_OK;
+    if (o->accept_proxy)
+        err = parse_cidrs(e, o->proxy_trusted ? o->proxy_trusted : "127.0.0.0/8,::1", &l->trusted,
+                          &l->ntrusted);
+    if (!err && o->trusted_forwarders)
+        err = parse_cidrs(e, o->trusted_forwarders, &l->forwarders, &l->nforwarders);
+    return err;
 }
 
 ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, ferry_listener **out) {
@@ -378,17 +390,18 @@ ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, 
     l->opts.address = ferry__strdup(&e->alloc, opts->address);
     l->name = ferry__strdup(&e->alloc, opts->name ? opts->name : opts->address);
     l->opts.name = l->name;
-    l->opts.proxy_trusted = NULL;
+    l->opts.proxy_trusted = l->opts.trusted_forwarders = NULL;
     l->opts.public_scheme = scheme && scheme[4] == 's' ? "https" : "http";
     ferry_err err = FERRY_ENOMEM;
     if (l->opts.address && l->name)
-        err = opts->accept_proxy ? parse_trusted(e, l, opts->proxy_trusted) : FERRY_OK;
+        err = parse_trust(e, l, opts);
     if (!err)
         err = open_listener(opts->address, opts->backlog > 0 ? opts->backlog : 511, &l->fd, &l->port);
     if (err) {
         ferry__free(&e->alloc, (char *)l->opts.address);
         ferry__free(&e->alloc, l->name);
         ferry__free(&e->alloc, l->trusted);
+        ferry__free(&e->alloc, l->forwarders);
         ferry__free(&e->alloc, l);
         return err;
     }

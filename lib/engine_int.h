@@ -59,6 +59,8 @@ struct ferry_listener {
     ferry_listener_opts opts; /* address/name point at owned copies; proxy_trusted NULL */
     struct ferry__cidr *trusted; /* who may send a PROXY header */
     unsigned ntrusted;
+    struct ferry__cidr *forwarders; /* whose X-Forwarded-* / Forwarded are kept */
+    unsigned nforwarders;
 };
 
 struct ferry_backend {

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "http_forward.h"
 #include "http_int.h"
 #include "route.h"
@@ -52,6 +53,7 @@ struct ferry__http_conn {
     uint8_t head_saw_lf;    /* the head being received has a complete line already */
     uint8_t req_body, resp_body;
     uint8_t route_asked;    /* the policy's route_request ran for this request */
+    uint8_t trusted_forwarder; /* the client's forwarding headers are believed */
     ferry_session_info info;
     ferry__bytes in, out;
     ferry__timer timer;
@@ -86,8 +88,11 @@ static void ticket_release(ferry_txn_ticket *k);
 
 const ferry_session_info *ferry__http_conn_info(const ferry__http_conn *c) { return &c->info; }
 int ferry__http_conn_forwarded(const ferry__http_conn *c) {
+    const ferry_listener_opts *o = &c->base.listener->opts;
     /* A forward proxy's anonymity level decides what the origin learns of the client. */
-    return c->base.listener->opts.forwarded_headers && !c->fwd;
+    if (c->fwd) return 0;
+    return (o->forwarded_headers ? FERRY__FW_XFF : 0) | (o->forwarded_rfc7239 ? FERRY__FW_RFC7239 : 0) |
+           (o->add_via ? FERRY__FW_VIA : 0) | (c->trusted_forwarder ? FERRY__FW_TRUSTED : 0);
 }
 
 static const ferry_allocator *alloc_of(const ferry__http_conn *c) {
@@ -1529,6 +1534,12 @@ void ferry__http_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry
     c->limits.max_line = l->opts.max_request_line;
     c->limits.max_head = l->opts.max_header_bytes;
     c->limits.max_headers = l->opts.max_headers;
+    if (l->nforwarders) {
+        ferry__ip ip;
+        ferry__ip_from_bytes(c->info.client_family, c->info.client_ip, &ip);
+        for (unsigned i = 0; i < l->nforwarders && !c->trusted_forwarder; i++)
+            c->trusted_forwarder = (uint8_t)ferry__cidr_contains(&l->forwarders[i], &ip);
+    }
     if (l->opts.direction->client_names_destination) {
         c->fwd = ferry__calloc(&e->alloc, sizeof *c->fwd);
         if (!c->fwd) {

@@ -83,6 +83,13 @@ struct ferry_txn {
 
 /* http_conn.c: what the transaction needs from its connection */
 const ferry_session_info *ferry__http_conn_info(const ferry__http_conn *c);
+/* Which forwarding headers the upstream request carries: FERRY__FW_* flags. */
+enum {
+    FERRY__FW_XFF = 1,     /* X-Forwarded-For/-Proto/-Host */
+    FERRY__FW_TRUSTED = 2, /* the client is a trusted forwarder: extend its values */
+    FERRY__FW_RFC7239 = 4, /* Forwarded */
+    FERRY__FW_VIA = 8      /* Via */
+};
 int ferry__http_conn_forwarded(const ferry__http_conn *c);
 
 /* http_txn.c */

@@ -329,11 +329,55 @@ static int forwarding_header(ferry_view name) {
            ferry__view_ieq(name, "x-forwarded-host");
 }
 
+/* "NAME: " then every value of the client's NAME headers joined by ", " (only when
+ * `keep`), then `ours`. */
+static ferry_err append_chain(ferry__bytes *out, ferry__bytes_pool *a, const ferry__header_list *l,
+                              const char *name, int keep, const char *ours, size_t ours_len) {
+    APPEND_STR(out, a, name);
+    APPEND(out, a, ": ", 2);
+    for (unsigned i = 0; keep && i < l->count; i++) {
+        if (!ferry__view_ieq(l->items[i].name, name[0] == 'V' ? "via" : name[0] == 'F' ? "forwarded"
+                                                                           : "x-forwarded-for"))
+            continue;
+        APPEND(out, a, l->items[i].value.ptr, l->items[i].value.len);
+        APPEND(out, a, ", ", 2);
+    }
+    APPEND(out, a, ours, ours_len);
+    APPEND(out, a, "\r\n", 2);
+    return FERRY_OK;
+}
+
+/* The forwarding headers ferry adds (see FERRY__FW_*): a trusted forwarder's values are
+ * extended, anyone else's replaced, so that a client cannot claim another address. */
+static ferry_err append_forwarding(ferry__bytes *out, ferry__bytes_pool *a, const ferry_txn *t,
+                                   int fw) {
+    const ferry__header_list *l = &t->req_headers;
+    const ferry_session_info *s = ferry__http_conn_info(t->conn);
+    int keep = (fw & FERRY__FW_TRUSTED) != 0;
+    if (fw & FERRY__FW_XFF) {
+        if (append_chain(out, a, l, "X-Forwarded-For", keep, s->client_addr, strlen(s->client_addr)))
+            return FERRY_ENOMEM;
+        if (!(keep && find(l, "x-forwarded-proto").ptr)) APPEND_STR(out, a, "X-Forwarded-Proto: http\r\n");
+        if (!(keep && find(l, "x-forwarded-host").ptr) && t->host.len &&
+            append_header(out, a, (ferry_view){"X-Forwarded-Host", 16}, t->host))
+            return FERRY_ENOMEM;
+    }
+    if (fw & FERRY__FW_RFC7239) { /* for=; IPv6 quoted and bracketed (RFC 7239 section 6) */
+        char node[FERRY_ADDRSTR_MAX + 16];
+        int v6 = strchr(s->client_addr, ':') != NULL;
+        int n = snprintf(node, sizeof node, v6 ? "for=\"[%s]\";proto=http" : "for=%s;proto=http",
+                         s->client_addr);
+        if (append_chain(out, a, l, "Forwarded", keep, node, (size_t)n)) return FERRY_ENOMEM;
+    }
+    if ((fw & FERRY__FW_VIA) && append_chain(out, a, l, "Via", 1, "1.1 ferry", 9)) return FERRY_ENOMEM;
+    return FERRY_OK;
+}
+
 ferry_err ferry__http_write_request_head(ferry__bytes *out, ferry__bytes_pool *a,
                                          const ferry_txn *t, int body, uint64_t length,
                                          int upgrade) {
     const ferry__header_list *l = &t->req_headers;
-    int forwarded = ferry__http_conn_forwarded(t->conn);
+    int fw = ferry__http_conn_forwarded(t->conn);
     int conn = has_connection(l);
     APPEND(out, a, t->req.method.ptr, t->req.method.len);
     APPEND(out, a, " ", 1);
@@ -348,7 +392,12 @@ ferry_err ferry__http_write_request_head(ferry__bytes *out, ferry__bytes_pool *a
     for (unsigned i = 0; i < l->count; i++) {
         ferry_view n = l->items[i].name;
         if (conn ? ferry__http_hop_by_hop(n, l) : hop_fixed(n)) continue;
-        if (forwarded && forwarding_header(n)) continue; /* replaced below, never trusted */
+        /* Written below, extended or replaced; the trusted forwarder's Proto/Host stay. */
+        if ((fw & FERRY__FW_XFF) && forwarding_header(n) &&
+            (!(fw & FERRY__FW_TRUSTED) || ferry__view_ieq(n, "x-forwarded-for")))
+            continue;
+        if ((fw & FERRY__FW_RFC7239) && ferry__view_ieq(n, "forwarded")) continue;
+        if ((fw & FERRY__FW_VIA) && ferry__view_ieq(n, "via")) continue;
         if (append_header(out, a, n, l->items[i].value)) return FERRY_ENOMEM;
     }
     if (body == FERRY__BODY_LENGTH && append_length(out, a, length)) return FERRY_ENOMEM;
@@ -358,15 +407,7 @@ ferry_err ferry__http_write_request_head(ferry__bytes *out, ferry__bytes_pool *a
         APPEND_STR(out, a, "Connection: upgrade\r\n");
         if (append_header(out, a, (ferry_view){"Upgrade", 7}, up)) return FERRY_ENOMEM;
     }
-    if (forwarded) {
-        const ferry_session_info *s = ferry__http_conn_info(t->conn);
-        APPEND_STR(out, a, "X-Forwarded-For: ");
-        APPEND_STR(out, a, s->client_addr);
-        APPEND_STR(out, a, "\r\nX-Forwarded-Proto: http\r\n");
-        if (t->host.len &&
-            append_header(out, a, (ferry_view){"X-Forwarded-Host", 16}, t->host))
-            return FERRY_ENOMEM;
-    }
+    if (fw && append_forwarding(out, a, t, fw)) return FERRY_ENOMEM;
     APPEND(out, a, "\r\n", 2);
     return FERRY_OK;
 }

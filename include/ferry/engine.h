@@ -101,8 +101,8 @@ typedef struct ferry_listener_opts {
     unsigned body_timeout_ms;     /* no body byte either way for this long; default 60000 */
     unsigned upstream_idle_timeout_ms; /* pooled idle upstream connections; default 30000 */
     unsigned upstream_max_idle;   /* idle upstream connections kept per worker; default 64 */
-    int forwarded_headers;        /* add X-Forwarded-For/-Proto/-Host (replacing the client's);
-                                   * default 1 */
+    int forwarded_headers;        /* add X-Forwarded-For/-Proto/-Host (replacing the client's,
+                                   * unless it is a trusted forwarder); default 1 */
     unsigned request_buffer_bytes; /* read request bodies up to this size completely before
                                    * connecting upstream, so that an idempotent request with
                                    * a body can be retried; larger bodies stream. Bounded by
@@ -130,6 +130,11 @@ typedef struct ferry_listener_opts {
                                    * when a TLS terminator sits in front */
     int hide_backend_headers;     /* 1: drop Server, X-Powered-By and similar headers that
                                    * name the backend's software; default 0 */
+    const char *trusted_forwarders; /* comma-separated CIDRs of proxies in front whose
+                                   * X-Forwarded-* and Forwarded values are kept and extended;
+                                   * from anyone else they are replaced. NULL: nobody */
+    int forwarded_rfc7239;        /* 1: also send RFC 7239 Forwarded (for, proto, host) */
+    int add_via;                  /* 1: add "Via: 1.1 ferry" to requests sent upstream */
 } ferry_listener_opts;
 
 FERRY_API void ferry_listener_opts_init(ferry_listener_opts *opts);

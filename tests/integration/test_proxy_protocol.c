@@ -1,5 +1,6 @@
-/* PROXY protocol on listeners (accept_proxy, from trusted sources only) and towards
- * upstreams (send_proxy), in TCP and HTTP mode, through the public API. */
+/* Who the client is, as backends learn it: PROXY protocol on listeners (accept_proxy, from
+ * trusted sources only) and towards upstreams (send_proxy), in TCP and HTTP mode, and the
+ * forwarding headers (X-Forwarded-*, Forwarded, Via) with trusted forwarders. */
 #include <signal.h>
 
 #include "ferry.h"
@@ -191,6 +192,68 @@ START_TEST(http_accept_v2_and_send_v1) {
 }
 END_TEST
 
+static void forwarding_case(const char *trusted, const char *want_xff, const char *want_proto,
+                            const char *want_fwd, const char *want_via) {
+    http_backend b;
+    backend_start(&b);
+    ferry_engine *e;
+    ck_assert_int_eq(ferry_engine_new(NULL, &e), FERRY_OK);
+    ferry_pool *pool;
+    ck_assert_int_eq(ferry_pool_new(e, "b", &pool), FERRY_OK);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", b.port);
+    ck_assert_int_eq(ferry_pool_add(pool, addr, 1, NULL), FERRY_OK);
+    ferry_listener_opts lo;
+    ferry_listener_opts_init(&lo);
+    lo.address = "127.0.0.1:0";
+    lo.protocol = FERRY_PROTO_HTTP;
+    lo.direction = ferry_direction_reverse();
+    lo.direction_data = pool;
+    lo.trusted_forwarders = trusted;
+    lo.forwarded_rfc7239 = 1;
+    lo.add_via = 1;
+    ferry_listener *l;
+    ck_assert_int_eq(ferry_engine_listen(e, &lo, &l), FERRY_OK);
+    ck_assert_int_eq(ferry_engine_start(e), FERRY_OK);
+    static char out[8192];
+    exchange(ferry_listener_port(l),
+             "GET / HTTP/1.1\r\nHost: pub.test\r\nX-Forwarded-For: 198.51.100.7\r\n"
+             "X-Forwarded-Proto: https\r\nForwarded: for=198.51.100.7;proto=https\r\n"
+             "Via: 1.0 edge\r\n\r\n",
+             out, sizeof out);
+    ck_assert_msg(atoi(out + 9) == 200, "%s", out);
+    pthread_mutex_lock(&b.lock);
+    const char *h = b.last_head;
+    char line[256];
+    snprintf(line, sizeof line, "\r\nX-Forwarded-For: %s\r\n", want_xff);
+    ck_assert_msg(strstr(h, line), "want %s in %s", line, h);
+    snprintf(line, sizeof line, "\r\nX-Forwarded-Proto: %s\r\n", want_proto);
+    ck_assert_msg(strstr(h, line), "want %s in %s", line, h);
+    snprintf(line, sizeof line, "\r\nForwarded: %s\r\n", want_fwd);
+    ck_assert_msg(strstr(h, line), "want %s in %s", line, h);
+    snprintf(line, sizeof line, "\r\nVia: %s\r\n", want_via);
+    ck_assert_msg(strstr(h, line), "want %s in %s", line, h);
+    ck_assert_ptr_nonnull(strstr(h, "\r\nX-Forwarded-Host: pub.test\r\n"));
+    /* Each header once: the client's own copies were folded in or dropped. */
+    ck_assert_ptr_null(strstr(strstr(h, "X-Forwarded-For:") + 1, "X-Forwarded-For:"));
+    ck_assert_ptr_null(strstr(strstr(h, "Forwarded: ") + 1, "\r\nForwarded:"));
+    pthread_mutex_unlock(&b.lock);
+    ferry_engine_free(e);
+    backend_stop(&b);
+}
+
+START_TEST(forwarding_headers_trust_only_trusted_forwarders) {
+    signal(SIGPIPE, SIG_IGN);
+    /* Loopback is not trusted: the client's claims are replaced. */
+    forwarding_case("10.0.0.0/8", "127.0.0.1", "http", "for=127.0.0.1;proto=http",
+                    "1.0 edge, 1.1 ferry");
+    forwarding_case(NULL, "127.0.0.1", "http", "for=127.0.0.1;proto=http", "1.0 edge, 1.1 ferry");
+    /* A trusted forwarder's chain is extended, its scheme believed. */
+    forwarding_case("127.0.0.0/8", "198.51.100.7, 127.0.0.1", "https",
+                    "for=198.51.100.7;proto=https, for=127.0.0.1;proto=http", "1.0 edge, 1.1 ferry");
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("proxy_protocol");
     TCase *tc = tcase_create("core");
@@ -198,6 +261,7 @@ int main(void) {
     tcase_add_test(tc, tcp_accept_and_send_v1);
     tcase_add_test(tc, untrusted_and_malformed_headers_are_refused);
     tcase_add_test(tc, http_accept_v2_and_send_v1);
+    tcase_add_test(tc, forwarding_headers_trust_only_trusted_forwarders);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

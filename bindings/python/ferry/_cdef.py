@@ -397,6 +397,9 @@ typedef struct ferry_listener_opts {
     int rewrite_responses;
     const char *public_scheme;
     int hide_backend_headers;
+    const char *trusted_forwarders;
+    int forwarded_rfc7239;
+    int add_via;
 } ferry_listener_opts;
 
 void ferry_listener_opts_init(ferry_listener_opts *opts);

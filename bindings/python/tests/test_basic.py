@@ -113,7 +113,7 @@ def test_struct_layout_x86_64_lp64():
     if ferry.ffi.sizeof("void *") != 8:
         pytest.skip("layout numbers are for LP64")
     ffi = ferry.ffi
-    assert ffi.sizeof("ferry_listener_opts") == 192
+    assert ffi.sizeof("ferry_listener_opts") == 208
     assert ffi.offsetof("ferry_listener_opts", "request_buffer_bytes") == 140
     assert ffi.offsetof("ferry_listener_opts", "udp_max_datagram") == 148
     assert ffi.sizeof("ferry_engine_opts") == 72
