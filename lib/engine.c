@@ -222,8 +222,10 @@ static void *worker_main(void *arg) {
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     watch_listeners(w, 1);
+    if (w->index == 0) ferry__pools_watch(w); /* health checks and re-resolution run here */
     check_stop(w->loop, w); /* a stop requested before this thread ran */
     if (!w->stopping || w->nsessions) ferry__loop_run(w->loop);
+    if (w->index == 0) ferry__pools_unwatch(w);
     close_all_sessions(w, FERRY_EDRAIN);
     return NULL;
 }

@@ -63,24 +63,67 @@ struct ferry_listener {
     unsigned nforwarders;
 };
 
+/* Backend administrative states (ferry_backend.admin). */
+enum { FERRY__BACKEND_ACTIVE = 0, FERRY__BACKEND_DRAINING = 1, FERRY__BACKEND_REMOVED = 2 };
+/* A reverse policy's per-session state word holds a backend id in its low half. */
+enum { FERRY__BACKEND_ID_BITS = sizeof(uintptr_t) * 4 };
+
+/* A pool member. Never freed while the engine lives: sessions keep pointers to it
+ * (ferry_target.backend, attached) past its removal, so every backend ever added stays on
+ * pool->all until ferry_engine_free(). */
 struct ferry_backend {
     ferry_pool *pool;
-    unsigned index; /* in pool->distinct */
-    int64_t current; /* smooth weighted round-robin state; under pool->lock */
-    char *address; /* as given */
-    ferry__sockaddr addr;
-    unsigned weight;
-    _Atomic uint64_t down_until_ms; /* monotonic ms; 0 or past: up */
+    ferry_backend *next_all; /* pool->all, newest first; under pool->config_lock */
+    uint32_t id;        /* per pool, ascending in add order; failover walks members by it */
+    char *address;      /* as given; immutable */
+    char *host;         /* the host part, re-resolved when is_name */
+    uint16_t port;
+    uint8_t is_name;
+    /* The address in use: one writer at a time (the adder, then the health loop's
+     * re-resolution), any reader, through a seqlock over atomic words so that readers
+     * never see a torn sockaddr. Use ferry__backend_addr(). */
+    atomic_uint addr_seq;
+    _Atomic uint64_t addr_words[4];
+    _Atomic unsigned weight;
+    atomic_int admin;               /* FERRY__BACKEND_* */
+    atomic_int check_down;          /* the active health check's verdict */
+    atomic_uint active;             /* sessions/requests attached now */
+    _Atomic uint64_t down_until_ms; /* passive marking; monotonic ms; 0 or past: up */
+    int64_t current;                /* smooth weighted round-robin state; under pool->lock */
+    /* Health checks and re-resolution: the health loop's thread only. */
+    uint8_t watched;      /* its checks / re-resolution are scheduled */
+    uint8_t check_phase;
+    int check_fd;
+    unsigned check_streak; /* consecutive results contradicting the current state */
+    uint64_t check_started_ms;
+    size_t check_sent, check_got;
+    char check_buf[16];
+    ferry__timer check_timer, resolve_timer;
+    ferry__resolve_req *resolving;
 };
+
+typedef struct ferry__ring ferry__ring; /* consistent-hash ring, balance.c */
 
 struct ferry_pool {
     ferry_pool *next;
     ferry_engine *engine;
     char *name;
-    ferry_backend **distinct; /* each backend once, in the order added */
-    unsigned nbackends;
-    pthread_mutex_t lock;     /* the balancer's state, shared by every worker */
+    /* `lock` guards what picks read (members, ring, round-robin state) and is held only
+     * briefly; `config_lock` serialises changes, which build new arrays outside `lock`
+     * and swap them in under it. Order: config_lock, then lock. */
+    pthread_mutex_t lock;
+    pthread_mutex_t config_lock;
+    ferry_backend **members; /* in service or draining, ascending id */
+    unsigned nmembers;
+    ferry__ring *ring;       /* hash balancers only */
+    ferry_backend *all;      /* every backend ever added */
+    uint32_t next_id;
     unsigned down_ms;
+    int balance;             /* ferry_balance; fixed once the engine starts */
+    char *balance_key;
+    unsigned resolve_ms;
+    ferry_health_opts health; /* path and host point at owned copies */
+    int watching;            /* health loop's thread only */
 };
 
 enum { ENGINE_NEW = 0, ENGINE_RUNNING = 1, ENGINE_JOINED = 2 };
@@ -135,5 +178,23 @@ void ferry__session_info_fill(ferry__worker *w, ferry_listener *l, const ferry__
 
 /* pool.c */
 void ferry__pools_free(ferry_engine *e);
+/* The backend's current address (re-resolution may change it). Any thread. */
+void ferry__backend_addr(const ferry_backend *b, ferry__sockaddr *out);
+/* Publish a new address. One writer at a time per backend (see the struct). */
+void ferry__backend_set_addr(ferry_backend *b, const ferry__sockaddr *a);
+
+/* balance.c: consistent-hash rings for the pool's balancer, built outside pool->lock.
+ * A copy of the pool's ring without `drop`'s points and with `add`'s (weight `weight`)
+ * merged in; either may be NULL. *out is NULL when the balancer does not hash. Under
+ * pool->config_lock. FERRY_ENOMEM, or FERRY_ELIMIT when the ring would grow too big. */
+ferry_err ferry__ring_change(ferry_pool *p, const ferry_backend *drop,
+                             const ferry_backend *add, unsigned weight, ferry__ring **out);
+void ferry__ring_free(ferry_engine *e, ferry__ring *r);
+
+/* health.c: health checks and re-resolution, on worker 0's loop (its thread). */
+void ferry__pools_watch(ferry__worker *w);   /* before its loop runs */
+void ferry__pools_unwatch(ferry__worker *w); /* after; closes checks, cancels lookups */
+/* A backend added while the engine runs: schedule its checks (posted to the loop). */
+void ferry__backend_watch(ferry_backend *b);
 
 #endif

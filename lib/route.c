@@ -150,7 +150,7 @@ ferry__route_step ferry__route_next(ferry__route *rt, ferry__worker *w, ferry_li
         rt->next_addr = 0;
         if (rt->target.backend) {
             rt->addrs.count = 1;
-            rt->addrs.addr[0] = rt->target.backend->addr;
+            ferry__backend_addr(rt->target.backend, &rt->addrs.addr[0]); /* re-resolution may swap it */
         } else {
             /* Through a parent, the parent is what we connect to (and it resolves the rest). */
             const ferry_parent *p = rt->target.parent;

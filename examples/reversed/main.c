@@ -1,6 +1,7 @@
 /* reversed: a reverse proxy daemon on top of libferry. Accepts client connections on one
- * address and spreads them round-robin over a pool of backends (ferry_direction_reverse),
- * failing over to the next backend when a connect fails. */
+ * address and spreads them over a pool of backends (ferry_direction_reverse) with the
+ * chosen balancer, optionally health-checked, failing over to the next backend when a
+ * connect fails. */
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -12,18 +13,28 @@
 
 #define PROG "reversed"
 
-enum { DEFAULT_WORKERS = 1, MAX_WORKERS = 1024, DEFAULT_DRAIN_MS = 5000 };
+enum { DEFAULT_WORKERS = 1, MAX_WORKERS = 1024, DEFAULT_DRAIN_MS = 5000, MAX_WEIGHT = 1000,
+       MAX_HEALTH_COUNT = 1000 };
 
 /* Step results besides exit statuses (which are >= 0). */
 enum { CONTINUE = -1, FINISHED = -2 /* --help or --version done: exit 0 */ };
 
 typedef enum proxy_mode { MODE_UNSET, MODE_TCP, MODE_HTTP } proxy_mode;
 
+typedef struct backend_spec {
+    char address[FERRY_HOST_MAX + 16]; /* HOST:PORT, without the ",weight=N" */
+    unsigned weight;
+} backend_spec;
+
 typedef struct config {
     const char *listen;          /* as given, for messages */
     daemon_addr listen_addr;
-    const char **backends;       /* points into argv */
+    backend_spec *backends;
     unsigned n_backends;
+    ferry_balance balance;
+    const char *balance_key;     /* header or cookie name; points into argv */
+    ferry_health_opts health;    /* kind FERRY_HEALTH_NONE: no active checks */
+    int health_tuned;            /* an interval, rise or fall was given */
     proxy_mode mode;
     unsigned workers;
     const char *access_log;      /* NULL: none */
@@ -54,7 +65,12 @@ enum {
     OPT_MAX_BODY,
     OPT_DRAIN,
     OPT_NO_SPLICE,
-    OPT_ERROR_LOG
+    OPT_ERROR_LOG,
+    OPT_LB,
+    OPT_HEALTH_CHECK,
+    OPT_HEALTH_INTERVAL,
+    OPT_HEALTH_RISE,
+    OPT_HEALTH_FALL
 };
 
 static const struct option long_options[] = {
@@ -74,6 +90,11 @@ static const struct option long_options[] = {
     {"drain", required_argument, NULL, OPT_DRAIN},
     {"no-splice", no_argument, NULL, OPT_NO_SPLICE},
     {"error-log", required_argument, NULL, OPT_ERROR_LOG},
+    {"lb", required_argument, NULL, OPT_LB},
+    {"health-check", required_argument, NULL, OPT_HEALTH_CHECK},
+    {"health-interval", required_argument, NULL, OPT_HEALTH_INTERVAL},
+    {"health-rise", required_argument, NULL, OPT_HEALTH_RISE},
+    {"health-fall", required_argument, NULL, OPT_HEALTH_FALL},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -83,19 +104,24 @@ static void print_usage(FILE *out) {
     /* Show the library's own defaults so the help text cannot drift from them. */
     ferry_listener_opts lo;
     ferry_listener_opts_init(&lo);
+    ferry_health_opts ho;
+    ferry_health_opts_init(&ho);
     fprintf(out,
         "Usage: " PROG " --listen ADDR:PORT --backend HOST:PORT [--backend ...]\n"
         "                --mode tcp|http [options]\n"
         "\n"
-        "Reverse proxy: accepts connections on ADDR:PORT and spreads them round-robin\n"
-        "over the backends, skipping a backend for a while after a failed connect and\n"
+        "Reverse proxy: accepts connections on ADDR:PORT and spreads them over the\n"
+        "backends (weighted round-robin unless --lb says otherwise), skipping a backend\n"
+        "for a while after a failed connect, or while its health check fails, and\n"
         "failing over to the next one.\n"
         "\n"
         "Required:\n"
         "  --listen ADDR:PORT         address to accept on: an IPv4 or [IPv6] literal;\n"
         "                             port 0 picks a free port (shown at start-up)\n"
-        "  --backend HOST:PORT        a backend: IP literal or host name (resolved\n"
-        "                             once, at start-up); repeat for more backends\n"
+        "  --backend HOST:PORT[,weight=N]\n"
+        "                             a backend: IP literal or host name (resolved at\n"
+        "                             start-up, then again every DNS TTL); weight 1-%u\n"
+        "                             (default 1); repeat for more backends\n"
         "  --mode tcp|http            tcp: relay bytes as they are; http: HTTP/1.1\n"
         "                             reverse proxy (strict parsing, keep-alive, pooled\n"
         "                             backend connections, X-Forwarded-For/-Proto/-Host)\n"
@@ -117,6 +143,22 @@ static void print_usage(FILE *out) {
         "  --error-log FILE|-|stderr  engine errors and warnings; '-' is stdout\n"
         "                             (default stderr)\n"
         "\n"
+        "Load balancing and health checks:\n"
+        "  --lb ALGORITHM             roundrobin (default): smooth weighted round-robin;\n"
+        "                             leastconn: fewest active sessions per weight;\n"
+        "                             random2: the less loaded of two random picks;\n"
+        "                             consistent hashing (a client keeps its backend):\n"
+        "                             hash-ip on the client address, and with --mode http\n"
+        "                             hash-uri, hash-header:NAME, hash-cookie:NAME\n"
+        "                             (requests without the key go round-robin)\n"
+        "  --health-check tcp|PATH    check every backend actively: tcp connects; PATH\n"
+        "                             (starting with /) sends GET PATH and wants a 2xx or\n"
+        "                             3xx answer; changes are logged to the error log\n"
+        "  --health-interval MS       time between checks of a backend (default %u); a\n"
+        "                             check times out after %u ms, or MS if shorter\n"
+        "  --health-rise N            passes that bring a backend back (default %u)\n"
+        "  --health-fall N            failures that take a backend out (default %u)\n"
+        "\n"
         "HTTP mode:\n"
         "  --header-timeout MS        a client must send a whole request head within MS\n"
         "                             (default %u; answers 408)\n"
@@ -131,8 +173,9 @@ static void print_usage(FILE *out) {
         "\n"
         "Exit status: 0 after a clean stop, 1 on a runtime error (such as the port\n"
         "being in use), 2 on a bad command line.\n",
-        (unsigned)MAX_WORKERS, (unsigned)DEFAULT_WORKERS, lo.connect_timeout_ms,
-        lo.idle_timeout_ms, (unsigned)DEFAULT_DRAIN_MS, lo.header_timeout_ms,
+        (unsigned)MAX_WEIGHT, (unsigned)MAX_WORKERS, (unsigned)DEFAULT_WORKERS,
+        lo.connect_timeout_ms, lo.idle_timeout_ms, (unsigned)DEFAULT_DRAIN_MS,
+        ho.interval_ms, ho.timeout_ms, ho.rise, ho.fall, lo.header_timeout_ms,
         lo.keepalive_timeout_ms, lo.response_timeout_ms, lo.body_timeout_ms,
         (unsigned)(lo.max_body_bytes >> 20));
 }
@@ -153,6 +196,62 @@ static int parse_access_format(const char *text, ferry_access_format *out) {
     return 0;
 }
 
+/* "HOST:PORT" or "HOST:PORT,weight=N". */
+static int parse_backend(const char *text, backend_spec *out) {
+    const char *comma = strchr(text, ',');
+    size_t len = comma ? (size_t)(comma - text) : strlen(text);
+    if (len >= sizeof out->address)
+        return daemon_usage_error(PROG, "--backend '%s': address too long", text);
+    memcpy(out->address, text, len);
+    out->address[len] = '\0';
+    out->weight = 1;
+    if (comma && (strncmp(comma + 1, "weight=", 7) != 0 ||
+                  daemon_parse_uint(comma + 8, 1, MAX_WEIGHT, &out->weight) != 0))
+        return daemon_usage_error(PROG, "--backend '%s': expected HOST:PORT or HOST:PORT,weight=N "
+                                  "(N 1-%u)", text, (unsigned)MAX_WEIGHT);
+    return daemon_flag_addr(PROG, "--backend", out->address, DAEMON_ADDR_UPSTREAM, NULL);
+}
+
+static int parse_lb(const char *text, config *cfg) {
+    static const struct {
+        const char *name;
+        ferry_balance kind;
+    } plain[] = {{"roundrobin", FERRY_BALANCE_ROUND_ROBIN}, {"leastconn", FERRY_BALANCE_LEAST_CONN},
+                 {"random2", FERRY_BALANCE_RANDOM2}, {"hash-ip", FERRY_BALANCE_HASH_CLIENT},
+                 {"hash-uri", FERRY_BALANCE_HASH_URI}};
+    cfg->balance_key = NULL;
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        if (strcmp(text, plain[i].name) == 0) {
+            cfg->balance = plain[i].kind;
+            return 0;
+        }
+    if (strncmp(text, "hash-header:", 12) == 0 && text[12]) {
+        cfg->balance = FERRY_BALANCE_HASH_HEADER;
+        cfg->balance_key = text + 12;
+    } else if (strncmp(text, "hash-cookie:", 12) == 0 && text[12]) {
+        cfg->balance = FERRY_BALANCE_HASH_COOKIE;
+        cfg->balance_key = text + 12;
+    } else {
+        return daemon_usage_error(PROG, "--lb '%s': expected roundrobin, leastconn, random2, "
+                                  "hash-ip, hash-uri, hash-header:NAME or hash-cookie:NAME", text);
+    }
+    return 0;
+}
+
+static int parse_health_check(const char *text, ferry_health_opts *h) {
+    if (strcmp(text, "tcp") == 0) {
+        h->kind = FERRY_HEALTH_TCP;
+        h->path = NULL;
+    } else if (text[0] == '/') {
+        h->kind = FERRY_HEALTH_HTTP;
+        h->path = text;
+    } else {
+        return daemon_usage_error(PROG, "--health-check '%s': expected tcp or a path starting "
+                                  "with /", text);
+    }
+    return 0;
+}
+
 static int parse_path(const char *flag, const char *text, const char **out) {
     if (!*text) return daemon_usage_error(PROG, "%s: empty file name", flag);
     *out = text;
@@ -169,8 +268,8 @@ static int apply_option(config *cfg, int c, char *const argv[]) {
         cfg->listen = optarg;
         return daemon_flag_addr(PROG, "--listen", optarg, DAEMON_ADDR_LISTEN, &cfg->listen_addr);
     case OPT_BACKEND: {
-        int rc = daemon_flag_addr(PROG, "--backend", optarg, DAEMON_ADDR_UPSTREAM, NULL);
-        if (rc == 0) cfg->backends[cfg->n_backends++] = optarg;
+        int rc = parse_backend(optarg, &cfg->backends[cfg->n_backends]);
+        if (rc == 0) cfg->n_backends++;
         return rc;
     }
     case OPT_MODE:
@@ -206,6 +305,22 @@ static int apply_option(config *cfg, int c, char *const argv[]) {
         return 0;
     case OPT_ERROR_LOG:
         return parse_path("--error-log", optarg, &cfg->error_log);
+    case OPT_LB:
+        return parse_lb(optarg, cfg);
+    case OPT_HEALTH_CHECK:
+        return parse_health_check(optarg, &cfg->health);
+    case OPT_HEALTH_INTERVAL:
+        cfg->health_tuned = 1;
+        return daemon_flag_uint(PROG, "--health-interval", optarg, 1, UINT_MAX,
+                                &cfg->health.interval_ms);
+    case OPT_HEALTH_RISE:
+        cfg->health_tuned = 1;
+        return daemon_flag_uint(PROG, "--health-rise", optarg, 1, MAX_HEALTH_COUNT,
+                                &cfg->health.rise);
+    case OPT_HEALTH_FALL:
+        cfg->health_tuned = 1;
+        return daemon_flag_uint(PROG, "--health-fall", optarg, 1, MAX_HEALTH_COUNT,
+                                &cfg->health.fall);
     case 'h':
         print_usage(stdout);
         return FINISHED;
@@ -232,6 +347,17 @@ static int parse_args(int argc, char *argv[], config *cfg) {
     if (cfg->n_backends == 0)
         return daemon_usage_error(PROG, "missing --backend HOST:PORT (at least one)");
     if (cfg->mode == MODE_UNSET) return daemon_usage_error(PROG, "missing --mode tcp|http");
+    if (cfg->mode == MODE_TCP && (cfg->balance == FERRY_BALANCE_HASH_URI ||
+                                  cfg->balance == FERRY_BALANCE_HASH_HEADER ||
+                                  cfg->balance == FERRY_BALANCE_HASH_COOKIE))
+        return daemon_usage_error(PROG, "--lb hash-uri, hash-header and hash-cookie need "
+                                  "--mode http");
+    if (cfg->health_tuned && cfg->health.kind == FERRY_HEALTH_NONE)
+        return daemon_usage_error(PROG, "--health-interval, --health-rise and --health-fall "
+                                  "need --health-check");
+    /* A check may take as long as the interval, not more: the next one is due then. */
+    if (cfg->health.timeout_ms > cfg->health.interval_ms)
+        cfg->health.timeout_ms = cfg->health.interval_ms;
     return CONTINUE;
 }
 
@@ -254,11 +380,15 @@ static int build_engine(const config *cfg, ferry_logger *error_log, ferry_engine
     ferry_err err = ferry_engine_new(&eo, engine);
     if (err != FERRY_OK) return daemon_fail(PROG, "cannot create engine: %s", ferry_strerror(err));
     err = ferry_pool_new(*engine, "backends", pool);
+    if (err == FERRY_OK) err = ferry_pool_set_balancer(*pool, cfg->balance, cfg->balance_key);
+    if (err == FERRY_EINVAL) /* a header or cookie name the library refuses */
+        return daemon_usage_error(PROG, "--lb: invalid name '%s'", cfg->balance_key);
+    if (err == FERRY_OK) err = ferry_pool_set_health_check(*pool, &cfg->health);
     if (err != FERRY_OK)
         return daemon_fail(PROG, "cannot create backend pool: %s", ferry_strerror(err));
     for (unsigned i = 0; i < cfg->n_backends; i++) {
-        const char *b = cfg->backends[i];
-        err = ferry_pool_add(*pool, b, 1, NULL);
+        const char *b = cfg->backends[i].address;
+        err = ferry_pool_add(*pool, b, cfg->backends[i].weight, NULL);
         if (err == FERRY_EADDR) /* only the library knows every rule; still the user's input */
             return daemon_usage_error(PROG, "--backend '%s': %s", b, ferry_strerror(err));
         if (err != FERRY_OK)
@@ -332,7 +462,9 @@ int main(int argc, char *argv[]) {
         .drain_ms = DEFAULT_DRAIN_MS,
         .splice = 1,
         .error_log = "stderr",
+        .balance = FERRY_BALANCE_ROUND_ROBIN,
     };
+    ferry_health_opts_init(&cfg.health);
     /* Every --backend fits: there are fewer than argc of them. */
     cfg.backends = calloc((size_t)argc, sizeof *cfg.backends);
     if (!cfg.backends) return daemon_fail(PROG, "out of memory");

@@ -25,14 +25,14 @@ typedef struct http_backend {
     const char *extra_headers; /* whole "Name: value\r\n" lines added to every response */
 } http_backend;
 
-static void *backend_conn(void *arg);
+static inline void *backend_conn(void *arg);
 
 typedef struct conn_arg {
     http_backend *b;
     int fd;
 } conn_arg;
 
-static void *backend_accept(void *arg) {
+static inline void *backend_accept(void *arg) {
     http_backend *b = arg;
     while (!atomic_load(&b->stop)) {
         struct pollfd p = {.fd = b->fd, .events = POLLIN};
@@ -52,7 +52,7 @@ static void *backend_accept(void *arg) {
 
 /* Bytes of body framing that must follow the head before the request is complete: the
  * end of a chunked body, or Content-Length bytes. 0 if complete. */
-static int body_incomplete(const char *head, const char *body, size_t have) {
+static inline int body_incomplete(const char *head, const char *body, size_t have) {
     if (strstr(head, "Transfer-Encoding: chunked")) {
         char tmp[8192];
         size_t n = have < sizeof tmp - 1 ? have : sizeof tmp - 1;
@@ -64,7 +64,7 @@ static int body_incomplete(const char *head, const char *body, size_t have) {
     return cl && have < (size_t)atoi(cl + 16);
 }
 
-static void *backend_conn(void *arg) {
+static inline void *backend_conn(void *arg) {
     conn_arg *ca = arg;
     http_backend *b = ca->b;
     int fd = ca->fd;
@@ -102,7 +102,7 @@ static void *backend_conn(void *arg) {
     return NULL;
 }
 
-static void backend_start(http_backend *b) {
+static inline void backend_start(http_backend *b) {
     memset(b, 0, sizeof *b);
     pthread_mutex_init(&b->lock, NULL);
     b->fd = listen_loopback(&b->port);
@@ -110,7 +110,7 @@ static void backend_start(http_backend *b) {
     ck_assert_int_eq(pthread_create(&b->thread, NULL, backend_accept, b), 0);
 }
 
-static void backend_stop(http_backend *b) {
+static inline void backend_stop(http_backend *b) {
     atomic_store(&b->stop, 1);
     pthread_join(b->thread, NULL);
     close(b->fd);
