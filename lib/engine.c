@@ -373,7 +373,7 @@ static ferry_err parse_trust(ferry_engine *e, ferry_listener *l, const ferry_lis
 ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, ferry_listener **out) {
     if (!e || !opts || !opts->address || !opts->direction || !opts->direction->pick)
         return FERRY_EINVAL;
-    if (opts->protocol > FERRY_PROTO_HTTP_SOCKS) return FERRY_ENOTSUP;
+    if (opts->protocol > FERRY_PROTO_SNI) return FERRY_ENOTSUP;
     /* Only a policy that takes destinations from clients can serve SOCKS. */
     int socks = opts->protocol == FERRY_PROTO_SOCKS || opts->protocol == FERRY_PROTO_HTTP_SOCKS;
     if (socks && !opts->direction->client_names_destination) return FERRY_EINVAL;

@@ -13,6 +13,7 @@
 #include "acl.h"
 #include "engine_int.h"
 #include "proxy_proto.h"
+#include "session_int.h"
 
 /* A PROXY header longer than this (v2 with many TLVs) is refused. */
 enum { HEADER_MAX = 1024 };
@@ -150,6 +151,7 @@ void ferry__protocol_accept(ferry__worker *w, ferry_listener *l, int fd, const f
     switch (l->opts.protocol) {
     case FERRY_PROTO_HTTP: ferry__http_accept(w, l, fd, peer); break;
     case FERRY_PROTO_SOCKS: ferry__socks_accept(w, l, fd, peer); break;
+    case FERRY_PROTO_SNI: ferry__sni_accept(w, l, fd, peer); break;
     case FERRY_PROTO_HTTP_SOCKS: {
         unsigned char first;
         ssize_t n = recv(fd, &first, 1, MSG_PEEK | MSG_DONTWAIT);

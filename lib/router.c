@@ -418,10 +418,31 @@ static ferry_verdict router_route_request(void *data, ferry_txn *t) {
     return FERRY_CONTINUE;
 }
 
+/* TCP sessions with a name (TLS passthrough: the ClientHello's server name): the routes
+ * of the best-fitting host, first one added; paths and methods do not apply. */
+static const route *match_name(const ferry_router *r, const char *name) {
+    char host[256];
+    size_t n = strlen(name);
+    while (n && name[n - 1] == '.') n--;
+    if (n >= sizeof host) return NULL;
+    for (size_t i = 0; i < n; i++) host[i] = name[i] >= 'A' && name[i] <= 'Z' ? (char)(name[i] + 32) : name[i];
+    host[n] = '\0';
+    const route *best = NULL;
+    size_t best_score = 0;
+    for (unsigned i = 0; i < r->nroutes; i++) {
+        /* No name at all fits only the routes for any host: the default pool. */
+        size_t sc = n || r->routes[i]->host_kind == HOST_ANY ? host_score(r->routes[i], host, n) : 0;
+        if (sc > best_score) {
+            best = r->routes[i];
+            best_score = sc;
+        }
+    }
+    return best;
+}
+
 static ferry_err router_pick(void *data, const ferry_session_info *s, unsigned attempt,
                              uintptr_t *state, ferry_target *target) {
-    (void)data;
-    const route *rt = s->txn ? ferry_txn_route_data(s->txn) : NULL;
+    const route *rt = s->txn ? ferry_txn_route_data(s->txn) : match_name(data, s->dest_host);
     if (!rt) return FERRY_ENOUPSTREAM;
     return ferry_direction_reverse()->pick(rt->pool, s, attempt, state, target);
 }

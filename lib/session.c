@@ -76,7 +76,7 @@ void ferry__session_end(ferry__session *s, const char *verdict, ferry_err err) {
         .target = s->target_text ? s->target_text : "",
         .verdict = verdict,
         .error = err,
-        .bytes_from_client = s->relay.dir[0].bytes,
+        .bytes_from_client = s->relay.dir[0].bytes + s->early_bytes,
         .bytes_to_client = s->relay.dir[1].bytes,
         .connect_us = s->connect_us,
         .duration_us = ferry__now_us() - s->start_us,
@@ -96,6 +96,8 @@ void ferry__session_end(ferry__session *s, const char *verdict, ferry_err err) {
     close(s->cfd);
     if (s->target_owned) ferry__free(&e->alloc, s->target_text);
     ferry__socks_free(s);
+    ferry__sni_free(s);
+    ferry__free(&e->alloc, s->prefix);
     ferry__conn_unlink(&s->base);
     ferry__free(&e->alloc, s);
 }
@@ -143,6 +145,34 @@ static void start_relay(ferry__session *s) {
 
 static void connect_next(ferry__session *s);
 
+/* Bytes read from the client before routing go upstream first; the relay starts once
+ * they are all out (a fresh socket usually takes them in one send). */
+static void flush_prefix(ferry__loop *loop, int fd, void *user_data, int mask) {
+    (void)mask;
+    ferry__session *s = user_data;
+    while (s->prefix_off < s->prefix_len) {
+        ssize_t n = send(fd, s->prefix + s->prefix_off, s->prefix_len - s->prefix_off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ferry_err err = ferry__loop_watch(loop, fd, FERRY__WRITABLE, flush_prefix, s);
+            if (err) ferry__session_end(s, "error", err);
+            return;
+        }
+        if (n < 0) {
+            ferry__session_end(s, "error", ferry__err_from_errno(errno));
+            return;
+        }
+        s->prefix_off += (size_t)n;
+    }
+    if (s->prefix) {
+        ferry__loop_unwatch(loop, fd);
+        s->early_bytes += s->prefix_len;
+        ferry__free(&s->worker->engine->alloc, s->prefix);
+        s->prefix = NULL;
+    }
+    start_relay(s);
+}
+
 static void upstream_ready(ferry__session *s) {
     free_connect_state(s);
     int version = s->listener->opts.send_proxy;
@@ -155,7 +185,7 @@ static void upstream_ready(ferry__session *s) {
         }
     }
     if (s->socks && ferry__socks_granted(s) != FERRY_OK) return; /* ended there */
-    start_relay(s);
+    flush_prefix(s->worker->loop, s->ufd, s, 0);
 }
 
 static void connect_failed(ferry__session *s, ferry_err err) {

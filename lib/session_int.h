@@ -7,6 +7,7 @@
 
 typedef struct ferry__connect_state ferry__connect_state;
 typedef struct ferry__socks ferry__socks;
+typedef struct ferry__sni ferry__sni;
 
 typedef struct ferry__session {
     ferry__conn base;
@@ -21,7 +22,12 @@ typedef struct ferry__session {
     char *target_text; /* owned unless it points at a backend's address */
     int target_owned;
     ferry__socks *socks; /* SOCKS sessions: handshake state, freed with the session */
+    ferry__sni *sni;     /* TLS passthrough sessions: the server name, the hello's timer */
     ferry_backend *attached; /* the pool backend in use, for load counts */
+    char *prefix;            /* client bytes read before routing (a TLS ClientHello), sent
+                              * upstream ahead of the relay; owned */
+    size_t prefix_len, prefix_off;
+    uint64_t early_bytes;    /* client bytes sent upstream before the relay started */
     ferry__relay relay;
 } ferry__session;
 
@@ -33,6 +39,10 @@ ferry__session *ferry__session_new(ferry__worker *w, ferry_listener *l, int fd,
 void ferry__session_route(ferry__session *s);
 /* Log, close both sides and free. */
 void ferry__session_end(ferry__session *s, const char *verdict, ferry_err err);
+
+/* sni_conn.c: TLS passthrough: read the ClientHello, route by its server name. */
+void ferry__sni_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry__sockaddr *peer);
+void ferry__sni_free(ferry__session *s); /* no-op for other sessions */
 
 /* socks_conn.c: the upstream is connected: send the success reply. FERRY_OK to relay;
  * otherwise the session has been ended. */

@@ -95,7 +95,7 @@ ferry_err ferry__socks_granted(ferry__session *s) {
         ferry__session_end(s, "error", FERRY_ECLOSED);
         return FERRY_ECLOSED;
     }
-    s->relay.dir[0].bytes += k->len;
+    s->early_bytes += k->len;
     k->len = 0;
     return FERRY_OK;
 }

@@ -69,8 +69,10 @@ typedef enum ferry_protocol {
     FERRY_PROTO_TCP = 0,  /* opaque byte relay */
     FERRY_PROTO_HTTP = 1, /* HTTP/1.1 (strict parsing, keep-alive, pooled upstreams) */
     FERRY_PROTO_SOCKS = 2, /* SOCKS4, SOCKS4a and SOCKS5 (forward policies only) */
-    FERRY_PROTO_HTTP_SOCKS = 3 /* HTTP or SOCKS, told apart by the client's first byte
-                                * (forward policies only) */
+    FERRY_PROTO_HTTP_SOCKS = 3, /* HTTP or SOCKS, told apart by the client's first byte
+                                 * (forward policies only) */
+    FERRY_PROTO_SNI = 4        /* TLS passed through untouched, routed by the ClientHello's
+                                * server name (session dest_host; "" when it has none) */
 } ferry_protocol;
 
 typedef struct ferry_listener_opts {

@@ -359,7 +359,8 @@ typedef enum ferry_protocol {
     FERRY_PROTO_TCP = 0,
     FERRY_PROTO_HTTP = 1,
     FERRY_PROTO_SOCKS = 2,
-    FERRY_PROTO_HTTP_SOCKS = 3
+    FERRY_PROTO_HTTP_SOCKS = 3,
+    FERRY_PROTO_SNI = 4
 } ferry_protocol;
 
 typedef struct ferry_listener_opts {
