@@ -415,6 +415,14 @@ ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, 
 
 uint16_t ferry_listener_port(const ferry_listener *l) { return l ? l->port : 0; }
 
+void ferry_engine_get_stats(const ferry_engine *e, ferry_engine_stats *out) {
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!e) return;
+    out->requests_retried = atomic_load(&((ferry_engine *)e)->requests_retried);
+    out->retries_refused = atomic_load(&((ferry_engine *)e)->retries_refused);
+}
+
 ferry_err ferry_engine_start(ferry_engine *e) {
     if (!e) return FERRY_EINVAL;
     int expected = ENGINE_NEW;

@@ -142,6 +142,7 @@ struct ferry_engine {
     atomic_uint sessions;
     atomic_uint workers_not_accepting; /* the last worker to stop accepting closes listeners */
     atomic_uint_fast64_t next_session_id;
+    atomic_uint_fast64_t requests_retried, retries_refused;
     pthread_mutex_t wait_lock; /* serialises ferry_engine_wait callers */
 };
 

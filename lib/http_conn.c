@@ -1103,13 +1103,26 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
             if (!upstream_eof) return 0;
             /* Closed before a whole head: a reused connection the server dropped gets one
              * more try on a fresh connection if the request can be replayed. */
+            ferry_engine *e = c->base.worker->engine;
             if (u->uses && !ferry__bytes_pending(&u->in) && !c->retried && c->replay.len) {
+                atomic_fetch_add(&e->requests_retried, 1);
                 ferry__http_upstream_free(c->base.worker, u);
                 c->up = NULL;
                 c->retried = 1;
                 c->state = CS_ROUTING;
                 if (connect_to(c, &c->upstream_addr) < 0) connect_next(c);
                 return -1;
+            }
+            if (u->uses && !ferry__bytes_pending(&u->in) && !c->retried) {
+                /* Bytes went out and cannot go again: a body that streamed past the
+                 * replay buffer, or a method that must not run twice. */
+                atomic_fetch_add(&e->retries_refused, 1);
+                ferry__log(e, FERRY_LOG_WARN,
+                           "%s: %s closed a reused connection; %.*s not retried: %s",
+                           c->base.listener->name, c->rt ? c->rt->target_text : "?",
+                           (int)t->method.len, t->method.ptr,
+                           idempotent(t->req.method) ? "its body was streamed, not buffered"
+                                                     : "the method is not idempotent");
             }
             answer_and_close(c, 502, "error", FERRY_ECLOSED);
             return -1;

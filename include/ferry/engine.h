@@ -170,6 +170,18 @@ FERRY_API void ferry_engine_signal_stop(ferry_engine *engine);
 /* Client sessions open right now, engine-wide. Any thread. */
 FERRY_API unsigned ferry_engine_sessions(const ferry_engine *engine);
 
+/* Counters since the engine was created. */
+typedef struct ferry_engine_stats {
+    uint64_t requests_retried; /* HTTP requests sent again on a fresh connection after a
+                                * reused one failed before any response byte */
+    uint64_t retries_refused;  /* ... that could not be, because their body was streamed
+                                * (larger than request_buffer_bytes) or the method is not
+                                * idempotent; each is also logged */
+} ferry_engine_stats;
+
+/* Any thread. */
+FERRY_API void ferry_engine_get_stats(const ferry_engine *engine, ferry_engine_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -326,9 +326,37 @@ START_TEST(a_buffered_idempotent_request_is_retried_on_a_fresh_connection) {
             ck_assert_msg(strncmp(out, "HTTP/1.1 502 ", 13) == 0, "got: %s", out);
         }
         ck_assert_int_eq(atomic_load(&b.requests), buffered ? 2 : 1);
+        ferry_engine_stats st;
+        ferry_engine_get_stats(engine, &st);
+        ck_assert_uint_eq(st.requests_retried, buffered ? 1 : 0);
+        ck_assert_uint_eq(st.retries_refused, buffered ? 0 : 1); /* counted (and logged) */
         ferry_engine_free(engine);
         backend_stop(&b);
     }
+}
+END_TEST
+
+START_TEST(a_non_idempotent_request_is_never_replayed) {
+    signal(SIGPIPE, SIG_IGN);
+    static const char post[] = "POST /order HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
+    static char out[65536];
+    http_backend b;
+    backend_start(&b);
+    b.drop_second = 1;
+    uint16_t port;
+    /* Even with the whole body buffered, a POST that reached the server is not sent twice. */
+    ferry_engine *engine = start_http_proxy(b.port, (ferry_hooks){NULL, NULL}, 65536, &port);
+    exchange(port, post, out, sizeof out);
+    ck_assert_msg(strncmp(out, "HTTP/1.1 200 ", 13) == 0, "got: %s", out);
+    exchange(port, post, out, sizeof out); /* the reused connection is dropped */
+    ck_assert_msg(strncmp(out, "HTTP/1.1 502 ", 13) == 0, "got: %s", out);
+    ck_assert_int_eq(atomic_load(&b.connections), 1);
+    ferry_engine_stats st;
+    ferry_engine_get_stats(engine, &st);
+    ck_assert_uint_eq(st.requests_retried, 0);
+    ck_assert_uint_eq(st.retries_refused, 1);
+    ferry_engine_free(engine);
+    backend_stop(&b);
 }
 END_TEST
 
@@ -375,6 +403,7 @@ int main(void) {
     tcase_add_test(tc, a_paused_transaction_resumes_from_another_thread);
     tcase_add_test(tc, on_body_filters_request_and_response_bodies);
     tcase_add_test(tc, a_buffered_idempotent_request_is_retried_on_a_fresh_connection);
+    tcase_add_test(tc, a_non_idempotent_request_is_never_replayed);
     tcase_add_test(tc, a_body_arriving_later_is_buffered_whole_before_routing);
     suite_add_tcase(s, tc);
     return run_suite(s);
