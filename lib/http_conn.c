@@ -12,6 +12,7 @@
 #include "acl.h"
 #include "http_forward.h"
 #include "http_int.h"
+#include "rewrite.h"
 #include "route.h"
 
 /* Client reads are heads and request bodies; upstream reads are mostly response bodies,
@@ -943,9 +944,45 @@ static int identity_coded(const ferry__header_list *l) {
 
 /* Hand one body piece to on_body; its output (or the piece itself) goes to out.
  * 0, or -1 out of memory, -2 the hook rejected. */
+typedef struct sub_out {
+    ferry__http_conn *c;
+    ferry__bytes *out;
+    int chunked;
+} sub_out;
+
+static int sub_emit(void *ud, const char *p, size_t n) {
+    sub_out *o = ud;
+    if (!n) return 0;
+    return o->chunked ? append_chunk(o->out, bytes_of(o->c), p, n) != FERRY_OK
+                      : ferry__bytes_append(o->out, bytes_of(o->c), p, n) != FERRY_OK;
+}
+
+/* A route's text substitutions over one piece of the response body (see filter_piece). */
+static int substitute_piece(ferry__http_conn *c, ferry__bytes *out, int chunked, const char *p,
+                            size_t n, int last) {
+    ferry_txn *t = &c->txn;
+    sub_out o = {c, out, chunked};
+    if (n && ferry__sub_feed(t->sub, (ferry_view){p, n}, sub_emit, &o)) return -1;
+    if (last && ferry__sub_flush(t->sub, sub_emit, &o)) return -1;
+    return 0;
+}
+
+/* Bodies worth substituting in: text, JSON, JavaScript, XML. */
+static int textual(const ferry_txn *t) {
+    ferry_view v;
+    if (ferry_txn_header_get(t, FERRY_TXN_RESPONSE, "content-type", &v) != FERRY_OK) return 0;
+    char type[64];
+    size_t n = v.len < sizeof type - 1 ? v.len : sizeof type - 1;
+    for (size_t i = 0; i < n; i++) type[i] = v.ptr[i] >= 'A' && v.ptr[i] <= 'Z' ? (char)(v.ptr[i] + 32) : v.ptr[i];
+    type[n] = '\0';
+    return strncmp(type, "text/", 5) == 0 || strstr(type, "json") || strstr(type, "javascript") ||
+           strstr(type, "xml");
+}
+
 static int filter_piece(ferry__http_conn *c, ferry_txn_part part, ferry__bytes *out, int chunked,
                         const char *p, size_t n, int last) {
     ferry_txn *t = &c->txn;
+    if (part == FERRY_TXN_RESPONSE && t->sub) return substitute_piece(c, out, chunked, p, n, last);
     t->body_out = out;
     t->body_pool = bytes_of(c);
     t->body_chunked = (uint8_t)chunked;
@@ -1187,8 +1224,15 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
         c->resp_left = t->resp.content_length;
         ferry__chunked_init(&c->resp_dec);
         const ferry_hook_ops *hops = hooks_of(c);
-        c->resp_filter = hops && hops->on_body && c->resp_body != FERRY__BODY_NONE &&
-                         identity_coded(&t->resp_headers);
+        int identity = c->resp_body != FERRY__BODY_NONE && identity_coded(&t->resp_headers);
+        if (identity && t->sub_rules && textual(t)) {
+            t->sub = ferry__malloc(alloc_of(c), sizeof *t->sub);
+            if (!t->sub || ferry__sub_init(t->sub, t->sub_rules, t->n_sub_rules, t->sub_icase)) {
+                answer_and_close(c, 502, "error", FERRY_ENOMEM);
+                return -1;
+            }
+        }
+        c->resp_filter = identity && (t->sub || (hops && hops->on_body));
         /* A filtered body's length is unknown until it is done. */
         int framing = c->resp_filter ? FERRY__BODY_UNTIL_CLOSE : c->resp_body;
         int until_close = framing == FERRY__BODY_UNTIL_CLOSE;

@@ -75,6 +75,12 @@ struct ferry_txn {
     /* a route's mapping between backend and public paths and cookie domains, applied to
      * the response's URLs and cookies (views stay valid: the router owns the strings) */
     ferry_view backend_prefix, public_prefix, cookie_domain, public_domain;
+    /* a route's body substitutions (rules owned by the router), and the running state
+     * (owned) once a response body is being substituted */
+    const struct ferry__sub_rule *sub_rules;
+    size_t n_sub_rules;
+    uint8_t sub_icase;
+    struct ferry__sub *sub;
     /* during on_body: where ferry_txn_body_write() goes */
     ferry__bytes *body_out;
     ferry__bytes_pool *body_pool;

@@ -52,6 +52,7 @@ void ferry__txn_reset(ferry_txn *t) {
     ferry__free(t->alloc, t->resp_headers.items);
     ferry__free(t->alloc, t->req.headers);
     ferry__free(t->alloc, t->resp.headers);
+    ferry__free(t->alloc, t->sub);
     ferry__txn_init(t, t->conn, t->alloc);
 }
 

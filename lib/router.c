@@ -9,6 +9,7 @@
 #include "engine_int.h"
 #include "ferry/router.h"
 #include "http_int.h"
+#include "rewrite.h"
 
 enum host_kind { HOST_ANY = 0, HOST_WILDCARD = 1, HOST_EXACT = 2 };
 enum { METHODS_MAX = 16, HEADERS_MAX = 32, PATH_MAX_LEN = 8192 };
@@ -41,6 +42,9 @@ typedef struct route {
     unsigned connect_timeout_ms, response_timeout_ms;
     uint64_t max_body_bytes;
     char *cookie_domain, *public_domain;
+    ferry__sub_rule subs[HEADERS_MAX];
+    unsigned nsubs;
+    int sub_icase;
 } route;
 
 struct ferry_router {
@@ -73,6 +77,10 @@ static void route_free(const ferry_allocator *a, route *rt) {
     ferry__free(a, rt->strip);
     ferry__free(a, rt->add);
     ferry__free(a, rt->cookie_domain);
+    for (unsigned i = 0; i < rt->nsubs; i++) {
+        ferry__free(a, (char *)rt->subs[i].pattern.ptr);
+        ferry__free(a, (char *)rt->subs[i].replacement.ptr);
+    }
     ferry__free(a, rt->public_domain);
     for (unsigned i = 0; i < rt->nmethods; i++) ferry__free(a, rt->methods[i]);
     for (unsigned i = 0; i < rt->nset; i++) {
@@ -232,6 +240,26 @@ static ferry_err take_set(route *rt, const ferry_allocator *a, const char *p, si
     return FERRY_OK;
 }
 
+static ferry_err take_sub(route *rt, const ferry_allocator *a, const char *p, size_t len,
+                          char *err, size_t n) {
+    const char *arrow = memmem(p, len, "=>", 2);
+    size_t from = arrow ? (size_t)(arrow - p) : 0;
+    if (!arrow || from == 0 || from > FERRY__SUB_PATTERN_MAX)
+        return ferry__config_error(err, n, "bad substitution '%.*s' (from=>to, from 1-%d bytes)",
+                                   (int)len, p, FERRY__SUB_PATTERN_MAX);
+    if (rt->nsubs == HEADERS_MAX) return ferry__config_error(err, n, "too many substitutions");
+    ferry__sub_rule *r = &rt->subs[rt->nsubs];
+    char *pat = dup_n(a, p, from), *rep = dup_n(a, arrow + 2, len - from - 2);
+    if (!pat || !rep) {
+        ferry__free(a, pat);
+        ferry__free(a, rep);
+        return FERRY_ENOMEM;
+    }
+    *r = (ferry__sub_rule){{pat, from}, {rep, len - from - 2}};
+    rt->nsubs++;
+    return FERRY_OK;
+}
+
 static ferry_err prefix_opt(const ferry_allocator *a, const char *in, char **out, size_t *len,
                             char *err, size_t n) {
     if (!in || !*in) return FERRY_OK;
@@ -266,6 +294,8 @@ ferry_err ferry_router_add(ferry_router *r, const ferry_route_opts *o, char *err
     if (!e) e = split_list(o->set_headers, '\n', rt, a, take_set, err, n);
     if (!e) e = prefix_opt(a, o->strip_prefix, &rt->strip, &rt->strip_len, err, n);
     if (!e) e = prefix_opt(a, o->add_prefix, &rt->add, NULL, err, n);
+    if (!e) e = split_list(o->substitutions, '\n', rt, a, take_sub, err, n);
+    rt->sub_icase = o->substitute_icase != 0;
     if (!e && o->cookie_domain && *o->cookie_domain) {
         const char *pub = o->public_cookie_domain ? o->public_cookie_domain : "";
         rt->cookie_domain = dup_lower(a, o->cookie_domain, strlen(o->cookie_domain));
@@ -405,6 +435,15 @@ static ferry_verdict router_route_request(void *data, ferry_txn *t) {
     if (rt->cookie_domain) {
         t->cookie_domain = (ferry_view){rt->cookie_domain, strlen(rt->cookie_domain)};
         t->public_domain = (ferry_view){rt->public_domain, strlen(rt->public_domain)};
+    }
+    if (rt->nsubs) { /* substituting needs the text as it is */
+        t->sub_rules = rt->subs;
+        t->n_sub_rules = rt->nsubs;
+        t->sub_icase = (uint8_t)rt->sub_icase;
+        if (ferry_txn_header_set(t, FERRY_TXN_REQUEST, "Accept-Encoding", "identity")) {
+            ferry_txn_set_reject_status(t, 500);
+            return FERRY_REJECT;
+        }
     }
     ferry_err e = rewrite_path(rt, t);
     for (unsigned i = 0; !e && i < rt->nremove; i++)

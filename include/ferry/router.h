@@ -60,6 +60,13 @@ typedef struct ferry_route_opts {
      * add_prefix in Location and Set-Cookie Path are mapped back under strip_prefix. */
     const char *cookie_domain;
     const char *public_cookie_domain;
+    /* Text substitution in response bodies (as nginx's sub_filter): "from=>to" pairs, one
+     * per line; from is 1-256 bytes. Applied to identity-coded text bodies (text, JSON,
+     * JavaScript, XML), correctly across read boundaries; requests of the route then ask
+     * the backend for identity encoding. Such bodies are re-framed chunked, and the
+     * on_body hook does not see them. NULL: none. */
+    const char *substitutions;
+    int substitute_icase;        /* 1: ASCII case-insensitive matching */
 } ferry_route_opts;
 
 FERRY_API void ferry_route_opts_init(ferry_route_opts *opts);

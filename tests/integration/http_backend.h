@@ -23,6 +23,7 @@ typedef struct http_backend {
     char last_body[8192]; /* the request body as it arrived, framing included */
     int drop_second;      /* close a connection, unanswered, when its 2nd request arrives */
     const char *extra_headers; /* whole "Name: value\r\n" lines added to every response */
+    const char *body;          /* the response body; NULL: "ok" */
 } http_backend;
 
 static inline void *backend_conn(void *arg);
@@ -91,10 +92,11 @@ static inline void *backend_conn(void *arg) {
         snprintf(b->last_body, sizeof b->last_body, "%.*s", (int)(have - head), buf + head);
         pthread_mutex_unlock(&b->lock);
         atomic_fetch_add(&b->requests, 1);
-        char resp[2048];
+        char resp[4096];
+        const char *body = b->body ? b->body : "ok";
         int len = snprintf(resp, sizeof resp,
-                         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: secret-backend\r\n%s\r\nok",
-                         b->extra_headers ? b->extra_headers : "");
+                           "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nServer: secret-backend\r\n%s\r\n%s",
+                           strlen(body), b->extra_headers ? b->extra_headers : "", body);
         send(fd, resp, (size_t)len, MSG_NOSIGNAL);
         have = 0; /* one request per read burst is enough for these tests */
     }

@@ -155,12 +155,86 @@ START_TEST(responses_name_the_public_address) {
 }
 END_TEST
 
+/* The body of a chunked response, decoded (sizes are trusted: ferry wrote them). */
+static const char *dechunk(const char *resp) {
+    static char body[8192];
+    const char *p = strstr(resp, "\r\n\r\n");
+    size_t n = 0;
+    for (p = p ? p + 4 : resp;;) {
+        unsigned long size = strtoul(p, NULL, 16);
+        p = strstr(p, "\r\n");
+        if (!size || !p || n + size >= sizeof body) break;
+        memcpy(body + n, p + 2, size);
+        n += size;
+        p += 2 + size + 2;
+    }
+    body[n] = '\0';
+    return body;
+}
+
+START_TEST(text_bodies_are_substituted) {
+    signal(SIGPIPE, SIG_IGN);
+    http_backend api;
+    backend_start(&api);
+    api.extra_headers = "Content-Type: text/html; charset=utf-8\r\n";
+    /* The pattern straddles the boundary between the head's read and the body's pieces. */
+    api.body = "<a href=\"http://internal.lan/x\">INTERNAL.LAN</a> internal.la";
+    ferry_engine *engine;
+    ck_assert_int_eq(ferry_engine_new(NULL, &engine), FERRY_OK);
+    ferry_pool *pa;
+    char addr[32];
+    ck_assert_int_eq(ferry_pool_new(engine, "api", &pa), FERRY_OK);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", api.port);
+    ck_assert_int_eq(ferry_pool_add(pa, addr, 1, NULL), FERRY_OK);
+    ferry_router *router;
+    ck_assert_int_eq(ferry_router_new(NULL, &router), FERRY_OK);
+    ferry_route_opts o;
+    ferry_route_opts_init(&o);
+    o.pool = pa;
+    o.substitutions = "internal.lan=>www.example.test\nhref=>HREF";
+    o.substitute_icase = 1;
+    char err[256];
+    ck_assert_msg(ferry_router_add(router, &o, err, sizeof err) == FERRY_OK, "%s", err);
+    o.substitutions = "no-arrow";
+    ck_assert_int_eq(ferry_router_add(router, &o, err, sizeof err), FERRY_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "bad substitution"));
+    ferry_listener_opts lo;
+    ferry_listener_opts_init(&lo);
+    lo.address = "127.0.0.1:0";
+    lo.protocol = FERRY_PROTO_HTTP;
+    lo.direction = ferry_direction_router();
+    lo.direction_data = router;
+    ferry_listener *l;
+    ck_assert_int_eq(ferry_engine_listen(engine, &lo, &l), FERRY_OK);
+    ck_assert_int_eq(ferry_engine_start(engine), FERRY_OK);
+    static char out[16384];
+    exchange(ferry_listener_port(l), "GET / HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\n\r\n",
+             out, sizeof out);
+    ck_assert_msg(status_of(out) == 200, "%s", out);
+    ck_assert_msg(strstr(out, "Transfer-Encoding: chunked\r\n"), "%s", out); /* re-framed */
+    ck_assert_str_eq(dechunk(out), "<a HREF=\"http://www.example.test/x\">www.example.test</a> internal.la");
+    pthread_mutex_lock(&api.lock);
+    ck_assert_ptr_nonnull(strstr(api.last_head, "Accept-Encoding: identity\r\n"));
+    pthread_mutex_unlock(&api.lock);
+
+    /* Not text: untouched, length kept. */
+    api.extra_headers = "Content-Type: image/png\r\n";
+    exchange(ferry_listener_port(l), "GET / HTTP/1.1\r\nHost: h\r\n\r\n", out, sizeof out);
+    ck_assert_msg(strstr(out, "href=\"http://internal.lan/x\""), "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "Content-Length: "));
+    ferry_engine_free(engine);
+    ferry_router_free(router);
+    backend_stop(&api);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("router_engine");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, routes_reach_their_pools);
     tcase_add_test(tc, responses_name_the_public_address);
+    tcase_add_test(tc, text_bodies_are_substituted);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
