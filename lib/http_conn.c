@@ -622,10 +622,11 @@ static void apply_request_verdict(ferry__http_conn *c, ferry_verdict v) {
             apply_request_verdict(c, rv);
             return;
         }
-        if (max_body(c) && c->req_body == FERRY__BODY_LENGTH && c->req_left > max_body(c)) {
-            answer_and_close(c, 413, "rejected", FERRY_ELIMIT);
-            return;
-        }
+    }
+    /* A hook or the route may have lowered the limit. */
+    if (max_body(c) && c->req_body == FERRY__BODY_LENGTH && c->req_left > max_body(c)) {
+        answer_and_close(c, 413, "rejected", FERRY_ELIMIT);
+        return;
     }
     if (opts_of(c)->request_buffer_bytes && c->req_body != FERRY__BODY_NONE) {
         c->state = CS_BUFFERING;
@@ -1106,7 +1107,8 @@ static void send_request(ferry__http_conn *c) {
     /* A reused connection may turn out closed by the server: keep what was sent so a
      * replayable request (idempotent, body none or buffered whole) can go once more. */
     if (!r && !c->retried && u->uses && c->req_done && idempotent(t->req.method) &&
-        (c->req_body == FERRY__BODY_NONE || c->buffered)) {
+        (c->req_body == FERRY__BODY_NONE || c->buffered ||
+         (c->req_body == FERRY__BODY_LENGTH && t->req.content_length == 0))) {
         char *copy = ferry__txn_strdup(t, ferry__bytes_head(&u->out), ferry__bytes_pending(&u->out));
         if (copy) c->replay = (ferry_view){copy, ferry__bytes_pending(&u->out)};
     }
@@ -1250,7 +1252,9 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
         t->resp_headers.count = 0; /* views into the upstream buffer end here */
         ferry__bytes_consume(&u->in, (size_t)n);
         c->resp_head_done = 1;
-        if (c->resp_body == FERRY__BODY_NONE) c->resp_done = 1;
+        /* "Content-Length: 0" is as complete as no body at all. */
+        if (c->resp_body == FERRY__BODY_NONE || (c->resp_body == FERRY__BODY_LENGTH && !c->resp_left))
+            c->resp_done = 1;
         arm(c, opts_of(c)->body_timeout_ms);
     }
     while (!c->resp_done && ferry__bytes_pending(&u->in) && out_pending(c) < HIGH_WATER) {

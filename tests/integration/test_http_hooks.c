@@ -336,6 +336,45 @@ START_TEST(a_buffered_idempotent_request_is_retried_on_a_fresh_connection) {
 }
 END_TEST
 
+/* Empty bodies ("Content-Length: 0") complete at once, both ways: the connection stays
+ * usable for the next request instead of waiting for bytes that never come. */
+START_TEST(empty_bodies_keep_the_connection) {
+    signal(SIGPIPE, SIG_IGN);
+    http_backend b;
+    backend_start(&b);
+    b.body = "";
+    uint16_t port;
+    ferry_engine *engine = start_http_proxy(b.port, (ferry_hooks){NULL, NULL}, 0, &port);
+    int fd = connect_loopback(port);
+    const char *reqs = "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+                       "GET /b HTTP/1.1\r\nHost: a\r\n\r\n";
+    send(fd, reqs, strlen(reqs), MSG_NOSIGNAL);
+    static char out[4096];
+    size_t have = 0;
+    struct timeval tv = {3, 0}; /* the bug made the second answer wait for the body timeout */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (have < sizeof out - 1) {
+        ssize_t n = recv(fd, out + have, sizeof out - 1 - have, 0);
+        if (n <= 0) break;
+        have += (size_t)n;
+        out[have] = '\0';
+        const char *first = strstr(out, "HTTP/1.1 200 ");
+        if (first && strstr(first + 1, "HTTP/1.1 200 ")) break;
+    }
+    out[have] = '\0';
+    close(fd);
+    const char *first = strstr(out, "HTTP/1.1 200 ");
+    ck_assert_msg(first && strstr(first + 1, "HTTP/1.1 200 "), "got: %s", out);
+    ck_assert_ptr_null(strstr(out, "Connection: close"));
+    ck_assert_int_eq(atomic_load(&b.connections), 1); /* one upstream connection for both */
+    pthread_mutex_lock(&b.lock);
+    ck_assert_ptr_nonnull(strstr(b.last_head, "GET /b "));
+    pthread_mutex_unlock(&b.lock);
+    ferry_engine_free(engine);
+    backend_stop(&b);
+}
+END_TEST
+
 START_TEST(a_non_idempotent_request_is_never_replayed) {
     signal(SIGPIPE, SIG_IGN);
     static const char post[] = "POST /order HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
@@ -404,6 +443,7 @@ int main(void) {
     tcase_add_test(tc, on_body_filters_request_and_response_bodies);
     tcase_add_test(tc, a_buffered_idempotent_request_is_retried_on_a_fresh_connection);
     tcase_add_test(tc, a_non_idempotent_request_is_never_replayed);
+    tcase_add_test(tc, empty_bodies_keep_the_connection);
     tcase_add_test(tc, a_body_arriving_later_is_buffered_whole_before_routing);
     suite_add_tcase(s, tc);
     return run_suite(s);

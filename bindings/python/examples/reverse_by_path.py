@@ -1,21 +1,21 @@
 #!/usr/bin/python3
-"""A reverse proxy that routes by path and rewrites headers.
+"""A reverse proxy that routes by path to backend pools and rewrites requests.
 
     reverse_by_path.py --listen 127.0.0.1:8080 --default 127.0.0.1:9000 \\
-                       --route /api/=127.0.0.1:9001 [--route /static/=127.0.0.1:9002 ...]
-    reverse_by_path.py --demo            # starts two tiny demo backends itself
+                       --route /api/=127.0.0.1:9001,127.0.0.1:9002 [--route /static/=... ...]
+    reverse_by_path.py --demo            # starts three tiny demo backends itself
 
-Requests whose target starts with a --route prefix go to that backend, the rest to
---default. On the way up, X-Forwarded-Prefix names the matched prefix and any client
-X-Debug header is dropped; on the way back, X-Backend names the backend that answered
-and Server is removed.
+Each --route PREFIX=BACKENDS sends requests whose path is under PREFIX (whole segments:
+/api matches /api and /api/x, not /apiary) to a pool of its own (round-robin over the
+comma-separated backends); the rest go to the --default pool. The prefix is stripped on
+the way up (/api/users -> /users; --keep-prefix keeps it), X-Forwarded-Prefix names it,
+and any client X-Debug header is dropped (as is a forged X-Forwarded-Prefix on the
+default route). Responses lose Server and X-Powered-By, and a redirect naming a backend
+(Location: http://10.0.0.5:9001/users/2) is rewritten to the address the client used,
+with the prefix put back (http://www.example.com/api/users/2).
 
-How, with what the C API has today: libferry has no per-request routing yet (on_request
-cannot choose the upstream, and the request target cannot be rewritten, so the prefix is
-kept). But for an HTTP request the hooks run in this order on the worker that owns the
-connection: on_request (sees the path) -> on_route (may rewrite the upstream host:port)
--> on_response -> on_log. The session id ties them together: on_request notes the
-backend for the session, on_route applies it, on_log forgets it.
+Everything is libferry's router (ferry.Engine.router): no Python runs per request
+except the on_log hook that prints one line per request.
 """
 import argparse
 import http.server
@@ -33,14 +33,18 @@ def parse_addr(text):
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
         raise argparse.ArgumentTypeError("expected IP:PORT, not %r" % text)
-    return host.strip("[]"), int(port)
+    return text
+
+
+def parse_backends(text):
+    return [parse_addr(a.strip()) for a in text.split(",") if a.strip()]
 
 
 def parse_route(text):
-    prefix, sep, addr = text.partition("=")
+    prefix, sep, addrs = text.partition("=")
     if not sep or not prefix.startswith("/"):
-        raise argparse.ArgumentTypeError("expected /PREFIX=IP:PORT, not %r" % text)
-    return prefix, parse_addr(addr)
+        raise argparse.ArgumentTypeError("expected /PREFIX=IP:PORT[,IP:PORT...], not %r" % text)
+    return prefix, parse_backends(addrs)
 
 
 def demo_backend(name):
@@ -63,79 +67,66 @@ def demo_backend(name):
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, ("127.0.0.1", srv.server_address[1])
+    return srv, "127.0.0.1:%d" % srv.server_address[1]
 
 
-class PathRouter:
-    """The three hooks sharing one table: session id -> (prefix, (host, port))."""
+def build_routes(engine, default, routes, keep_prefix):
+    """The routing table: one pool per --route, then the default pool for any path."""
+    table = []
+    for prefix, backends in routes:
+        name = prefix.strip("/") or "root"
+        public = prefix.rstrip("/") or "/"
+        table.append(dict(
+            name=name, path=prefix, pool=engine.pool(name, backends),
+            strip_prefix=None if keep_prefix else prefix,
+            set_headers={"X-Forwarded-Prefix": public},
+            remove_headers=["X-Debug"]))
+    table.append(dict(name="default", path="/", pool=engine.pool("default", default),
+                      remove_headers=["X-Debug", "X-Forwarded-Prefix"]))
+    return table
 
-    def __init__(self, routes):
-        # longest prefix first, so /api/v2/ wins over /api/
-        self.routes = sorted(routes, key=lambda r: len(r[0]), reverse=True)
-        self.chosen = {}  # dict operations are atomic under the GIL
 
-    def on_request(self, req):
-        path = req.target
-        for prefix, backend in self.routes:
-            if path.startswith(prefix):
-                self.chosen[req.session_id] = (prefix, backend)
-                req.set_header("X-Forwarded-Prefix", prefix)
-                break
-        else:
-            self.chosen.pop(req.session_id, None)
-            req.remove_header("X-Forwarded-Prefix")
-        req.remove_header("X-Debug")
-
-    def on_route(self, session, target):
-        choice = self.chosen.get(session.id)
-        if choice:
-            return choice[1]  # (host, port): replaces the pool's pick
-        return None           # the default pool's backend
-
-    def on_response(self, resp):
-        choice = self.chosen.get(resp.session_id)
-        resp.set_header("X-Backend", choice[0] if choice else "default")
-        resp.remove_header("Server")
-
-    def on_log(self, rec):
-        self.chosen.pop(rec["session_id"], None)
-        print("%s %s %s -> %s %d" % (rec["client"], rec["method"], rec["request_target"],
-                                     rec["target"], rec["status"]), flush=True)
+def on_log(rec):
+    print("%s %s %s -> %s %d" % (rec["client"], rec["method"], rec["request_target"],
+                                 rec["target"] or "-", rec["status"]), flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--listen", default="127.0.0.1:8080", help="IP:PORT (port 0: any free)")
-    ap.add_argument("--default", type=parse_addr, help="backend for unmatched paths")
+    ap.add_argument("--default", type=parse_backends, metavar="IP:PORT[,IP:PORT...]",
+                    help="backends for unmatched paths")
     ap.add_argument("--route", type=parse_route, action="append", default=[],
-                    metavar="/PREFIX=IP:PORT")
+                    metavar="/PREFIX=IP:PORT[,IP:PORT...]")
+    ap.add_argument("--keep-prefix", action="store_true",
+                    help="send the path upstream as received (default: strip the prefix)")
     ap.add_argument("--demo", action="store_true",
-                    help="start demo backends: default on one, /api/ on another")
+                    help="start demo backends: the default on one, /api/ on two others")
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
     servers = []
     if args.demo:
         web, web_addr = demo_backend("web")
-        api, api_addr = demo_backend("api")
-        servers += [web, api]
-        args.default = args.default or web_addr
-        args.route.append(("/api/", api_addr))
+        api1, api1_addr = demo_backend("api-1")
+        api2, api2_addr = demo_backend("api-2")
+        servers += [web, api1, api2]
+        args.default = args.default or [web_addr]
+        args.route.append(("/api/", [api1_addr, api2_addr]))
     if not args.default:
         ap.error("--default is required (or use --demo)")
 
-    router = PathRouter(args.route)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         with ferry.Engine(workers=args.workers) as engine:
-            listener = engine.reverse_http(
-                args.listen, ["%s:%d" % args.default], on_request=router.on_request,
-                on_route=router.on_route, on_response=router.on_response,
-                on_log=router.on_log)
-            for prefix, (host, port) in router.routes:
-                print("route %s -> %s:%d" % (prefix, host, port), flush=True)
-            print("route (default) -> %s:%d" % args.default, flush=True)
+            routes = build_routes(engine, args.default, args.route, args.keep_prefix)
+            listener = engine.reverse_http(args.listen, router=routes, on_log=on_log,
+                                           hide_backend_headers=True)
+            for r in listener.router.routes:
+                rewrite = (" (strip %s)" % r["strip_prefix"]) if r.get("strip_prefix") else ""
+                print("route %s%s -> %s" % (r["path"], rewrite,
+                                            ",".join(b.address for b in r["pool"])), flush=True)
             print("listening on %s:%d" % (args.listen.rsplit(":", 1)[0], listener.port),
                   flush=True)
             engine.start()

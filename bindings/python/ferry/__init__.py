@@ -19,6 +19,20 @@ Typical use::
         engine.start()
         engine.wait()  # until engine.stop() from another thread
 
+Pools and a routing table (by host, path and method), TLS passthrough by SNI::
+
+    with ferry.Engine() as engine:
+        api = engine.pool("api", ["10.0.1.5:9000", "10.0.1.6:9000"], balance="leastconn",
+                          health=dict(kind="http", path="/health", interval_ms=2000))
+        router = engine.router([dict(host="www.example.com", path="/api", pool=api,
+                                     strip_prefix="/api"),
+                                dict(pool=["10.0.0.5:8080"])])
+        engine.reverse_http("0.0.0.0:8080", router=router, hide_backend_headers=True)
+        engine.reverse_sni("0.0.0.0:8443", router=router)
+        engine.start()
+        api.add("10.0.1.7:9000")                 # also while running
+        api.backend("10.0.1.5:9000").draining = True
+
 A forward proxy (clients name the destination: HTTP, CONNECT, SOCKS4/4a/5 on one port)::
 
     with ferry.Engine() as engine:
@@ -43,7 +57,7 @@ from ._cdef import CDEF, ERRORS
 
 __all__ = [
     "FerryError", "StaleObjectError", "Engine", "Listener", "Request", "Response", "Headers",
-    "Session", "Target", "Forward", "Parent",
+    "Session", "Target", "Forward", "Parent", "Pool", "Backend", "Router",
     "CONTINUE", "reject", "respond", "version", "version_number", "ERRORS", "ffi", "lib",
 ]
 
@@ -119,6 +133,27 @@ def _cstr(value, what):
     if b"\0" in value:
         raise ValueError("%s must not contain NUL characters" % what)
     return value
+
+
+def _cstr_latin1(value, what):
+    """A protocol string (request target, header name) as bytes: str as latin-1; an
+    embedded NUL is refused (C would stop reading there)."""
+    value = _enc(value, what)
+    if b"\0" in value:
+        raise ValueError("%s must not contain NUL characters" % what)
+    return value
+
+
+# Spare bytes behind every options struct handed to an *_init() function: a newer library
+# whose struct has grown (fields are only ever appended) fills its defaults into this slack
+# instead of writing past our allocation.
+_OPTS_SLACK = 256
+
+
+def _new_opts(ctype):
+    """A zeroed `ctype` with slack behind it: (pointer, owner). Keep owner alive."""
+    owner = ffi.new("char[]", ffi.sizeof(ctype) + _OPTS_SLACK)
+    return ffi.cast(ctype + " *", owner), owner
 
 
 class FerryError(Exception):
@@ -333,6 +368,38 @@ class Request(_Message):
     during the hook."""
     _part = 0  # FERRY_TXN_REQUEST
 
+    def set_target(self, target):
+        """Send the request upstream with this target instead ("/path?query", at most 8192
+        bytes, no spaces or control bytes: else FerryError EINVAL). .target still gives
+        the target as received. From on_request or on_upstream_request. With a router, a
+        route with strip_prefix/add_prefix rewrites the path after on_request, replacing
+        what on_request set (on_upstream_request runs after the router)."""
+        _check(lib.ferry_txn_set_target(self._txn_ptr(), _cstr_latin1(target, "target")),
+               "set_target(%r)" % (target,))
+
+    def set_upstream_limits(self, connect_timeout_ms=None, response_timeout_ms=None,
+                            max_body_bytes=None):
+        """Per-request upstream limits overriding the listener's (None or 0 leaves a limit
+        as it is). From on_request: the router applies its route's non-zero limits after
+        the hook, so a route's own limits win."""
+        def n(value, what):
+            value = 0 if value is None else int(value)
+            if value < 0:
+                raise ValueError("%s must be >= 0" % what)
+            return value
+        _check(lib.ferry_txn_set_upstream_limits(
+            self._txn_ptr(), n(connect_timeout_ms, "connect_timeout_ms"),
+            n(response_timeout_ms, "response_timeout_ms"), n(max_body_bytes, "max_body_bytes")),
+            "set_upstream_limits")
+
+    def set_backend_host(self, on=True):
+        """True: the request goes upstream with Host set to the chosen backend's address
+        (False, the default: the client's Host). From on_request (on_upstream_request is
+        too late: set the Host header there) with a pool listener; a router sets it from
+        its route after on_request, so use the route's backend_host there."""
+        _check(lib.ferry_txn_set_backend_host(self._txn_ptr(), 1 if on else 0),
+               "set_backend_host")
+
     def __repr__(self):
         if not self._valid:
             return "<ferry.Request (stale)>"
@@ -368,7 +435,8 @@ class Session:
     on_route receive one, Request.session gives one. Valid only during the hook; later
     use raises StaleObjectError. Forward listeners fill proxy_protocol ("http",
     "connect", "socks4", "socks5", "socks5-udp"; "" before the request and on reverse
-    listeners), dest_host, dest_port, method ("" for SOCKS) and user ("" if none)."""
+    listeners), dest_host, dest_port, method ("" for SOCKS) and user ("" if none). On
+    SNI listeners dest_host is the ClientHello's server name ("" without one)."""
 
     __slots__ = ("_info", "_owner", "_valid")
 
@@ -1007,19 +1075,426 @@ def _make_log_cb(fn):
     return ffi.callback("void(void *, const ferry_log_record *)", cb)
 
 
+# ---- reverse side: pools and routers ----
+
+_BALANCE = {"roundrobin": 0, "round-robin": 0, "leastconn": 1, "least-conn": 1,
+            "random2": 2, "hash-client": 3, "hash-ip": 3, "hash-uri": 4}
+_BALANCE_KEYED = {"hash-header": 5, "hash-cookie": 6}
+_HEALTH_KINDS = {"none": 0, "tcp": 1, "http": 2}
+_HEALTH_KEYS = frozenset(("kind", "path", "host", "interval_ms", "timeout_ms", "rise", "fall",
+                          "status_min", "status_max", "status"))
+
+
+def _balance(spec):
+    """(ferry_balance, key or None) from "roundrobin", "hash-header:X-User",
+    ("hash-cookie", "sid") ..."""
+    if isinstance(spec, (tuple, list)):
+        if len(spec) != 2:
+            raise ValueError("balance must be a name or a (kind, key) pair, not %r" % (spec,))
+        kind, key = spec
+    else:
+        kind, _, key = str(spec).partition(":")
+        key = key or None
+    kind = str(kind).lower()
+    if kind in _BALANCE:
+        if key:
+            raise ValueError("balance %r takes no key" % (kind,))
+        return _BALANCE[kind], None
+    if kind in _BALANCE_KEYED:
+        if not key:
+            raise ValueError("balance %r needs a %s name: (%r, NAME)"
+                             % (kind, kind.split("-")[1], kind))
+        return _BALANCE_KEYED[kind], key
+    raise ValueError("balance must be roundrobin, leastconn, random2, hash-client, hash-uri, "
+                     "('hash-header', NAME) or ('hash-cookie', NAME), not %r" % (spec,))
+
+
+class Backend:
+    """One member of a Pool (a ferry_backend). .address is as added; .weight and
+    .draining may be set, also while the engine runs; .down (by a failed connect or the
+    health check), .active (sessions or requests using it now) and .removed are read-only.
+    The handle stays usable until the engine is closed; after Pool.remove() setting
+    .weight or .draining raises FerryError ESTATE."""
+
+    __slots__ = ("_ptr", "pool", "address", "_removed", "__weakref__")
+
+    def __init__(self, pool, ptr, address):
+        self._ptr = ptr
+        self.pool = pool
+        self.address = address
+        self._removed = False
+
+    def _call(self, fn, *args):
+        return self.pool._engine._locked(lambda: fn(self._p(), *args))
+
+    def _p(self):
+        if self._ptr is None:
+            raise FerryError(lib.FERRY_ESTATE, None, "backend's engine is closed")
+        return self._ptr
+
+    @property
+    def weight(self):
+        return int(self._call(lib.ferry_backend_weight))
+
+    @weight.setter
+    def weight(self, value):
+        value = int(value)
+        _check(self._call(lib.ferry_backend_set_weight, value),
+               "backend %s: weight %d (1-1000)" % (self.address, value))
+
+    @property
+    def draining(self):
+        return bool(self._call(lib.ferry_backend_is_draining))
+
+    @draining.setter
+    def draining(self, value):
+        _check(self._call(lib.ferry_backend_set_draining, 1 if value else 0),
+               "backend %s: draining" % self.address)
+
+    @property
+    def down(self):
+        return bool(self._call(lib.ferry_backend_is_down))
+
+    @property
+    def active(self):
+        return int(self._call(lib.ferry_backend_active))
+
+    @property
+    def removed(self):
+        return self._removed
+
+    def __repr__(self):
+        if self._ptr is None:
+            return "<ferry.Backend %s (engine closed)>" % self.address
+        if self._removed:
+            return "<ferry.Backend %s removed>" % self.address
+        flags = "".join((" down" if self.down else "", " draining" if self.draining else ""))
+        return "<ferry.Backend %s weight=%d active=%d%s>" % (self.address, self.weight,
+                                                              self.active, flags)
+
+
+class Pool:
+    """A backend pool (a ferry_pool) of an Engine, made by Engine.pool(); freed with the
+    engine. Balancer, health check, down time and resolve interval are set when it is
+    made (before start()); backends may be added, removed, drained and re-weighted at any
+    time, also while the engine runs (add() not from a hook: it may resolve a name)."""
+
+    def __init__(self, engine, ptr, name):
+        self._engine = engine
+        self._ptr = ptr
+        self.name = name
+        self._backends = []     # in service or draining; removed ones are dropped
+        self._handles = []      # every Backend made, removed ones too (engine-owned)
+        self._lock = threading.Lock()
+
+    def _p(self):
+        if self._ptr is None:
+            raise FerryError(lib.FERRY_ESTATE, None, "pool's engine is closed")
+        return self._ptr
+
+    def _closed(self):
+        self._ptr = None
+        for b in self._handles:
+            b._ptr = None
+
+    # -- configuration (before start) --
+
+    def set_balance(self, balance):
+        kind, key = _balance(balance)
+        _check(self._engine._locked(lambda: lib.ferry_pool_set_balancer(
+            self._p(), kind, ffi.NULL if key is None else _cstr_latin1(key, "balance key"))),
+            "pool %s: balance %r" % (self.name, balance))
+
+    def set_health_check(self, health):
+        """None/False/"none": no active checks; "tcp"; "/path" (HTTP GET); or a dict of
+        ferry_health_opts fields: kind ("tcp"/"http"; default "http" with a path, else
+        "tcp"), path, host, interval_ms, timeout_ms, rise, fall, status_min, status_max
+        (or status=(min, max))."""
+        h, owner = _new_opts("ferry_health_opts")
+        lib.ferry_health_opts_init(h)
+        keep = []
+        if health is None or health is False:
+            spec = {"kind": "none"}
+        elif isinstance(health, str):
+            spec = {"path": health} if health.startswith("/") else {"kind": health}
+        elif isinstance(health, dict):
+            spec = dict(health)
+        else:
+            raise TypeError("health must be None, 'tcp', '/path' or a dict, not %r" % (health,))
+        unknown = set(spec) - _HEALTH_KEYS
+        if unknown:
+            raise TypeError("unknown health option(s): %s" % ", ".join(sorted(unknown)))
+        kind = str(spec.pop("kind", "http" if spec.get("path") else "tcp")).lower()
+        if kind not in _HEALTH_KINDS:
+            raise ValueError("health kind must be tcp, http or none, not %r" % (kind,))
+        h.kind = _HEALTH_KINDS[kind]
+        if "status" in spec:
+            spec["status_min"], spec["status_max"] = spec.pop("status")
+        for key, value in spec.items():
+            if value is None:
+                continue
+            if key in ("path", "host"):
+                c = ffi.new("char[]", _cstr_latin1(value, "health " + key))
+                keep.append(c)
+                setattr(h, key, c)
+            else:
+                setattr(h, key, int(value))
+        _check(self._engine._locked(lambda: lib.ferry_pool_set_health_check(self._p(), h)),
+               "pool %s: health check" % self.name)
+
+    def set_down_time(self, ms):
+        """How long a backend whose connect failed is skipped (default 2000; 0: never)."""
+        _check(self._engine._locked(lambda: lib.ferry_pool_set_down_time(self._p(), int(ms))),
+               "pool %s: down time" % self.name)
+
+    def set_resolve_interval(self, ms):
+        """How often backends given by name are resolved again (0: never)."""
+        _check(self._engine._locked(
+            lambda: lib.ferry_pool_set_resolve_interval(self._p(), int(ms))),
+            "pool %s: resolve interval" % self.name)
+
+    # -- membership (any time) --
+
+    def add(self, address, weight=1):
+        """Add a backend "IP:PORT", "[V6]:PORT" or "NAME:PORT" (a name is resolved now,
+        blocking) with weight 1-1000; returns its Backend. Also while the engine runs;
+        not from a hook."""
+        if getattr(_tls, "in_hook", False):
+            raise FerryError(lib.FERRY_ESTATE, None,
+                             "Pool.add() called from a hook (it may block on DNS)")
+        addr = _cstr_latin1(address, "backend address")
+        text = addr.decode("latin-1")
+        out = ffi.new("ferry_backend **")
+
+        def locked():  # the engine's lock first, then the pool's (hooks take only this one)
+            with self._lock:
+                _check(lib.ferry_pool_add(self._p(), addr, int(weight), out),
+                       "pool %s: backend %r" % (self.name, text))
+                b = Backend(self, out[0], text)
+                self._backends.append(b)
+                self._handles.append(b)
+                return b
+        return self._engine._locked(locked)
+
+    def remove(self, backend):
+        """Take a backend (a Backend, or the address of one) out of the pool: no new
+        sessions; live ones finish. It cannot be put back: add the address again."""
+        def locked(backend=backend):
+            with self._lock:
+                if not isinstance(backend, Backend):
+                    found = [b for b in self._backends if b.address == backend]
+                    if not found:
+                        raise FerryError(lib.FERRY_EINVAL, None,
+                                         "pool %s has no backend %r" % (self.name, backend))
+                    backend = found[0]
+                if backend.pool is not self:
+                    raise FerryError(lib.FERRY_EINVAL, None, "%r belongs to pool %s, not %s"
+                                     % (backend, backend.pool.name, self.name))
+                _check(lib.ferry_pool_remove(self._p(), backend._p()),
+                       "pool %s: remove %s" % (self.name, backend.address))
+                backend._removed = True
+                self._backends = [b for b in self._backends if b is not backend]
+        self._engine._locked(locked)
+
+    def backend(self, address):
+        """The Backend in the pool with this address, or None."""
+        for b in self.backends:
+            if b.address == address:
+                return b
+        return None
+
+    @property
+    def backends(self):
+        """Backends in the pool now (draining ones included, removed ones not)."""
+        with self._lock:
+            return list(self._backends)
+
+    def __iter__(self):
+        return iter(self.backends)
+
+    def __len__(self):
+        return int(self._engine._locked(lambda: lib.ferry_pool_size(self._p())))
+
+    def __repr__(self):
+        if self._ptr is None:
+            return "<ferry.Pool %s (engine closed)>" % self.name
+        return "<ferry.Pool %s %s>" % (self.name, [b.address for b in self.backends])
+
+
+_MATCH = {"prefix": 0, "exact": 1, "regex": 2}
+_ROUTE_STR = ("host", "path", "strip_prefix", "add_prefix", "name", "cookie_domain",
+              "public_cookie_domain")
+_ROUTE_INT = ("connect_timeout_ms", "response_timeout_ms", "max_body_bytes")
+_ROUTE_KEYS = frozenset(_ROUTE_STR + _ROUTE_INT + (
+    "match", "methods", "pool", "backend_host", "set_headers", "remove_headers",
+    "substitutions", "substitute_icase"))
+
+
+def _no_newline(value, what):
+    if "\n" in value or "\r" in value:
+        raise ValueError("%s must not contain CR or LF: %r" % (what, value))
+    return value
+
+
+def _header_lines(headers):
+    """{"X-A": "1"} / [("X-A", "1")] / "X-A: 1\\nX-B: 2" -> "X-A: 1\\nX-B: 2"."""
+    if isinstance(headers, (str, bytes)):
+        return headers
+    items = headers.items() if isinstance(headers, dict) else headers
+    lines = []
+    for name, value in items:
+        name, value = _no_newline(str(name), "header name"), _no_newline(str(value),
+                                                                            "header value")
+        if ":" in name:
+            raise ValueError("header name must not contain ':': %r" % (name,))
+        lines.append("%s: %s" % (name, value))
+    return "\n".join(lines)
+
+
+def _substitution_lines(subs):
+    """{"from": "to"} / [("from", "to")] / "from=>to\\n..." -> "from=>to\\n..."."""
+    if isinstance(subs, (str, bytes)):
+        return subs
+    items = subs.items() if isinstance(subs, dict) else subs
+    lines = []
+    for old, new in items:
+        old, new = _no_newline(str(old), "substitution"), _no_newline(str(new), "substitution")
+        if "=>" in old:
+            raise ValueError("substituted text must not contain '=>': %r" % (old,))
+        lines.append("%s=>%s" % (old, new))
+    return "\n".join(lines)
+
+
+def _name_list(value, what):
+    """"A,B" / ["A", "B"] -> "A,B"."""
+    if isinstance(value, (str, bytes)):
+        return value
+    out = []
+    for v in value:
+        v = str(v)
+        if "," in v:
+            raise ValueError("%s must not contain ',': %r" % (what, v))
+        out.append(v)
+    return ",".join(out)
+
+
+class Router:
+    """A routing table (a ferry_router) of an Engine, made by Engine.router(): routes by
+    virtual host, then path (exact, regular expression, longest prefix), then method, to
+    pools; see include/ferry/router.h. Add routes before start(); the engine frees it
+    after itself. Use it with Engine.reverse_http(router=...) or reverse_sni(router=...)."""
+
+    def __init__(self, engine, ptr):
+        self._engine = engine
+        self._ptr = ptr
+        self.routes = []   # the routes as added (normalized dicts)
+
+    def _p(self):
+        if self._ptr is None:
+            raise FerryError(lib.FERRY_ESTATE, None, "router's engine is closed")
+        return self._ptr
+
+    def _free(self):
+        ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            lib.ferry_router_free(ptr)
+
+    def add(self, route=None, **kw):
+        """Append a route, given as a dict or as keywords:
+
+        host ("example.com", "*.example.com", None/"*": any), path (default "/"),
+        match ("prefix" (whole segments; default), "exact" or "regex" (POSIX ERE)),
+        methods ("GET,HEAD" or a list), pool (a Pool of this engine, or backends as for
+        Engine.pool(): a new round-robin pool), strip_prefix, add_prefix, backend_host
+        (True: Host becomes the backend's address), set_headers ({name: value}),
+        remove_headers (a list or "A,B"), connect_timeout_ms, response_timeout_ms,
+        max_body_bytes (0: the listener's), name (for logs), cookie_domain and
+        public_cookie_domain (Set-Cookie Domain mapping, with rewrite_responses),
+        substitutions ({from: to}, response body text) and substitute_icase.
+        Errors raise FerryError ECONFIG naming the problem."""
+        spec = dict(route or {}, **kw)
+        unknown = set(spec) - _ROUTE_KEYS
+        if unknown:
+            raise TypeError("unknown route option(s): %s" % ", ".join(sorted(unknown)))
+        engine = self._engine
+        if engine._started:
+            raise FerryError(lib.FERRY_ESTATE, None,
+                             "routes are added before Engine.start() (the router is shared "
+                             "read-only by the workers)")
+        self._p()
+        pool = spec.get("pool")
+        if pool is None:
+            raise TypeError("a route needs a pool")
+        if not isinstance(pool, Pool):
+            pool = spec["pool"] = engine.pool(None, pool)
+        elif pool._engine is not engine:
+            raise FerryError(lib.FERRY_EINVAL, None, "%r belongs to another engine" % (pool,))
+        o, owner = _new_opts("ferry_route_opts")
+        lib.ferry_route_opts_init(o)
+        keep = []
+
+        def c(value, what):
+            b = ffi.new("char[]", _cstr(value, what))
+            keep.append(b)
+            return b
+
+        for key in _ROUTE_STR:
+            if spec.get(key) is not None:
+                setattr(o, key, c(spec[key], key))
+        for key in _ROUTE_INT:
+            if spec.get(key) is not None:
+                setattr(o, key, int(spec[key]))
+        match = spec.get("match") or "prefix"
+        if match not in _MATCH:
+            raise ValueError("match must be prefix, exact or regex, not %r" % (match,))
+        o.match = _MATCH[match]
+        if spec.get("methods"):
+            o.methods = c(_name_list(spec["methods"], "method"), "methods")
+        if spec.get("set_headers"):
+            o.set_headers = c(_header_lines(spec["set_headers"]), "set_headers")
+        if spec.get("remove_headers"):
+            o.remove_headers = c(_name_list(spec["remove_headers"], "header name"),
+                                 "remove_headers")
+        if spec.get("substitutions"):
+            o.substitutions = c(_substitution_lines(spec["substitutions"]), "substitutions")
+        o.substitute_icase = 1 if spec.get("substitute_icase") else 0
+        o.backend_host = 1 if spec.get("backend_host") else 0
+        o.pool = pool._p()
+        buf = ffi.new("char[]", 512)
+        err = engine._locked(lambda: lib.ferry_router_add(self._p(), o, buf, len(buf)))
+        if err != lib.FERRY_OK:
+            raise FerryError(err, "route %d" % (len(self.routes) + 1),
+                             ffi.string(buf).decode("utf-8", "replace") or None)
+        spec["pool"] = pool
+        self.routes.append(spec)
+        return spec
+
+    def __len__(self):
+        return int(lib.ferry_router_size(self._p()))
+
+    def __repr__(self):
+        if self._ptr is None:
+            return "<ferry.Router (engine closed)>"
+        return "<ferry.Router %d routes>" % len(self.routes)
+
+
 # ---- engine ----
 
 class Listener:
     """A bound listener; .port is the actual port (useful with port 0). .direction is
-    "reverse" or "forward"; forward listeners carry their Forward in .policy."""
+    "reverse" or "forward"; forward listeners carry their Forward in .policy, reverse
+    ones their Pool in .pool or their Router in .router (the other is None)."""
 
-    def __init__(self, engine, ptr, address, protocol, direction="reverse", policy=None):
+    def __init__(self, engine, ptr, address, protocol, direction="reverse", policy=None,
+                 pool=None, router=None):
         self._engine = weakref.ref(engine)
         self._ptr = ptr
         self.address = address
         self.protocol = protocol
         self.direction = direction
         self.policy = policy
+        self.pool = pool
+        self.router = router
         self.port = int(lib.ferry_listener_port(ptr))
 
     def __repr__(self):
@@ -1037,6 +1512,11 @@ class Engine:
     _LISTENER_OPTS = frozenset(
         name for name, f in ffi.typeof("ferry_listener_opts").fields
         if f.type.kind == "primitive")
+    # String options (comma-separated lists may be given as lists).
+    _LISTENER_STR_OPTS = frozenset(
+        name for name, f in ffi.typeof("ferry_listener_opts").fields
+        if f.type.kind == "pointer" and f.type.item.cname == "char"
+        and name not in ("address", "name"))
 
     def __init__(self, workers=1):
         opts = ffi.new("ferry_engine_opts *")
@@ -1048,7 +1528,9 @@ class Engine:
         self._keep = []  # hook ops, callbacks and strings that must outlive the C engine
         self._listeners = []
         self._policies = []  # Forward policies of our listeners: freed after the engine
-        self._pools = 0
+        self._pools = []     # Pool objects (the C pools are freed with the engine)
+        self._routers = []   # Router objects: freed after the engine
+        self._lock = threading.Lock()  # close() vs. other threads using pools/backends
         self._started = False
         _live_engines.add(self)
 
@@ -1057,51 +1539,149 @@ class Engine:
             raise FerryError(lib.FERRY_ESTATE, None, "engine is closed")
         return self._ptr
 
-    # -- listeners --
+    def _locked(self, fn):
+        """fn() with the engine alive throughout: outside hooks, under the lock close()
+        takes; inside a hook the engine cannot be freed before the hook returns (close()
+        joins the workers), so no lock is taken there."""
+        if getattr(_tls, "in_hook", False):
+            self._engine()
+            return fn()
+        with self._lock:
+            self._engine()
+            return fn()
 
-    def _pool(self, backends):
+    # -- pools and routers --
+
+    def pool(self, name=None, backends=(), *, balance=None, health=None, down_time_ms=None,
+             resolve_interval_ms=None):
+        """A backend Pool owned by this engine (before start()).
+
+        backends: "IP:PORT" / "NAME:PORT" strings or (address, weight) pairs.
+        balance: "roundrobin" (default), "leastconn", "random2", "hash-client",
+        "hash-uri", ("hash-header", NAME) or ("hash-cookie", NAME) (also "hash-header:NAME").
+        health: None, "tcp", "/path", or dict(kind="http"|"tcp", path=, host=,
+        interval_ms=, timeout_ms=, rise=, fall=, status_min=, status_max=).
+        down_time_ms: how long a failed backend is skipped (default 2000).
+        resolve_interval_ms: re-resolution of named backends (0: never)."""
         if isinstance(backends, (str, bytes)):
             backends = [backends]
-        pool = ffi.new("ferry_pool **")
-        self._pools += 1
-        _check(lib.ferry_pool_new(self._engine(), b"pool%d" % self._pools, pool), "ferry_pool_new")
+        if name is None:
+            name = "pool%d" % (len(self._pools) + 1)
+        out = ffi.new("ferry_pool **")
+        _check(self._locked(lambda: lib.ferry_pool_new(self._engine(),
+                                                       _cstr(name, "pool name"), out)),
+               "pool %r" % (name,))
+        p = Pool(self, out[0], name if isinstance(name, str) else name.decode("latin-1"))
+        self._pools.append(p)
+        if balance is not None:
+            p.set_balance(balance)
+        if health is not None:
+            p.set_health_check(health)
+        if down_time_ms is not None:
+            p.set_down_time(down_time_ms)
+        if resolve_interval_ms is not None:
+            p.set_resolve_interval(resolve_interval_ms)
         for b in backends:
             addr, weight = (b, 1) if isinstance(b, (str, bytes)) else b
-            _check(lib.ferry_pool_add(pool[0], _enc(addr, "backend"), int(weight), ffi.NULL),
-                   "backend %r" % (addr,))
-        return pool[0]
+            p.add(addr, weight)
+        return p
+
+    @property
+    def pools(self):
+        return list(self._pools)
+
+    def router(self, routes=()):
+        """A Router owned by this engine (freed after it), with `routes` (dicts of
+        Router.add() keywords) added in order."""
+        self._engine()
+        if self._started:
+            raise FerryError(lib.FERRY_ESTATE, None,
+                             "routers are made before Engine.start() (listeners need them)")
+        out = ffi.new("ferry_router **")
+        _check(lib.ferry_router_new(ffi.NULL, out), "ferry_router_new")
+        r = Router(self, out[0])
+        self._routers.append(r)
+        for route in routes:
+            r.add(route)
+        return r
+
+    def stats(self):
+        """Counters since the engine was created (ferry_engine_get_stats) as a dict:
+        requests_retried, retries_refused; plus sessions (open now)."""
+        st, owner = _new_opts("ferry_engine_stats")
+
+        def get():
+            lib.ferry_engine_get_stats(self._engine(), st)
+            return int(lib.ferry_engine_sessions(self._engine()))
+        sessions = self._locked(get)
+        d = {name: int(getattr(st, name)) for name, _ in ffi.typeof("ferry_engine_stats").fields}
+        d["sessions"] = sessions
+        return d
+
+    # -- listeners --
 
     def _listener_opts(self, protocol, listen, name, ops, options):
         """Filled ferry_listener_opts (direction still unset) and the C strings it points
         to, which must live until ferry_engine_listen() returns."""
         self._engine()
-        lo = ffi.new("ferry_listener_opts *")
+        lo, owner = _new_opts("ferry_listener_opts")
         lib.ferry_listener_opts_init(lo)
+        strings = [owner]
         for key, value in options.items():
-            if key not in self._LISTENER_OPTS:
+            if key in self._LISTENER_STR_OPTS:
+                if value is None:
+                    continue
+                if not isinstance(value, (str, bytes, os.PathLike)):
+                    value = ",".join(str(v) for v in value)  # a list of CIDRs
+                c = ffi.new("char[]", _cstr(value, key))
+                strings.append(c)
+                setattr(lo, key, c)
+            elif key in self._LISTENER_OPTS:
+                setattr(lo, key, int(value))
+            else:
                 raise TypeError("unknown listener option %r" % (key,))
-            setattr(lo, key, value)
         name_c = ffi.new("char[]", _enc(name, "name")) if name else ffi.NULL
         addr_c = ffi.new("char[]", _enc(listen, "listen"))
+        strings += [addr_c, name_c]
         lo.address = addr_c
         lo.name = name_c
         lo.protocol = protocol
         if ops is not None:
             lo.hooks.ops = ops
             lo.hooks.user_data = ffi.NULL
-        return lo, (addr_c, name_c)
+        return lo, strings
 
     def _bind(self, lo, listen):
         out = ffi.new("ferry_listener **")
         _check(lib.ferry_engine_listen(self._engine(), lo, out), "listen on %s" % (listen,))
         return out[0]
 
-    def _listen(self, protocol, listen, backends, name, ops, options):
+    def _listen(self, protocol, label, listen, backends, router, name, ops, options):
+        self._engine()
+        pool = None
+        if router is not None:
+            if backends:
+                raise TypeError("give either backends or a router, not both")
+            if not isinstance(router, Router):
+                router = self.router(router)  # a list of route dicts
+            elif router._engine is not self:
+                raise FerryError(lib.FERRY_EINVAL, None, "the router belongs to another engine")
+            router._p()
+        elif isinstance(backends, Pool):
+            pool = backends
+            if pool._engine is not self:
+                raise FerryError(lib.FERRY_EINVAL, None, "the pool belongs to another engine")
+        else:
+            pool = self.pool(None, backends)
         lo, strings = self._listener_opts(protocol, listen, name, ops, options)
-        lo.direction = lib.ferry_direction_reverse()
-        lo.direction_data = self._pool(backends)
+        if router is not None:
+            lo.direction = lib.ferry_direction_router()
+            lo.direction_data = router._ptr
+        else:
+            lo.direction = lib.ferry_direction_reverse()
+            lo.direction_data = pool._p()
         ptr = self._bind(lo, listen)
-        l = Listener(self, ptr, listen, "http" if protocol == lib.FERRY_PROTO_HTTP else "tcp")
+        l = Listener(self, ptr, listen, label, pool=pool, router=router)
         self._listeners.append(l)
         return l
 
@@ -1128,20 +1708,39 @@ class Engine:
 
     def reverse_http(self, listen="127.0.0.1:0", backends=(), on_request=None, on_response=None,
                      on_log=None, name=None, on_accept=None, on_route=None,
-                     on_upstream_request=None, **options):
+                     on_upstream_request=None, *, router=None, **options):
         """An HTTP/1.1 reverse proxy listener in front of `backends` ("IP:PORT" strings or
-        (address, weight) pairs, round-robin). Extra keyword arguments set the numeric
-        ferry_listener_opts fields (e.g. connect_timeout_ms=1000, forwarded_headers=0)."""
+        (address, weight) pairs: a new round-robin pool; or a Pool), or of a `router`
+        (a Router, or a list of route dicts: see Router.add()). Extra keyword arguments
+        set ferry_listener_opts fields: numbers and booleans (connect_timeout_ms=1000,
+        forwarded_headers=False, accept_proxy=True, send_proxy=1, forwarded_rfc7239=True,
+        add_via=True, rewrite_responses=False, hide_backend_headers=True, ...) and
+        strings (proxy_trusted="10.0.0.0/8", trusted_forwarders=[...],
+        public_scheme="https")."""
         ops = self._ops(on_request=on_request, on_response=on_response, on_log=on_log,
                         on_accept=on_accept, on_route=on_route,
                         on_upstream_request=on_upstream_request)
-        return self._listen(lib.FERRY_PROTO_HTTP, listen, backends, name, ops, options)
+        return self._listen(lib.FERRY_PROTO_HTTP, "http", listen, backends, router, name, ops,
+                            options)
 
     def reverse_tcp(self, listen="127.0.0.1:0", backends=(), on_log=None, name=None,
                     on_accept=None, on_route=None, **options):
-        """A TCP relay listener in front of `backends`."""
+        """A TCP relay listener in front of `backends` (as for reverse_http)."""
         ops = self._ops(on_log=on_log, on_accept=on_accept, on_route=on_route)
-        return self._listen(lib.FERRY_PROTO_TCP, listen, backends, name, ops, options)
+        return self._listen(lib.FERRY_PROTO_TCP, "tcp", listen, backends, None, name, ops,
+                            options)
+
+    def reverse_sni(self, listen="127.0.0.1:0", backends=(), on_log=None, name=None,
+                    on_accept=None, on_route=None, *, router=None, **options):
+        """TLS passthrough: the client's ClientHello is read for its server name (it is
+        not decrypted), then everything is relayed byte for byte. With a `router`, the
+        name picks the route by host (exact, "*.suffix", then a route for any host; paths
+        and methods do not apply); a hello without a name goes to a route for any host,
+        or the connection is closed. With `backends`, every connection goes to the pool.
+        The name is session.dest_host in on_route and on_log's dest_host."""
+        ops = self._ops(on_log=on_log, on_accept=on_accept, on_route=on_route)
+        return self._listen(lib.FERRY_PROTO_SNI, "sni", listen, backends, router, name, ops,
+                            options)
 
     def forward(self, listen="127.0.0.1:0", *, policy=None, protocols="http,socks",
                 config=None, rules=None, allow_client=None, allow_dest=None,
@@ -1243,11 +1842,17 @@ class Engine:
             return
         if getattr(_tls, "in_hook", False):
             raise FerryError(lib.FERRY_ESTATE, None, "Engine.close() called from a hook")
-        ptr, self._ptr = self._ptr, None
-        lib.ferry_engine_free(ptr)  # cffi releases the GIL, so hooks in flight can finish
+        with self._lock:  # no other thread is inside a pool or backend call
+            ptr, self._ptr = self._ptr, None
+            lib.ferry_engine_free(ptr)  # cffi releases the GIL: hooks in flight can finish
+            for p in self._pools:  # freed with the engine
+                p._closed()
         self._keep = []  # now no worker can call back: release callbacks and ops
         for l in self._listeners:
             l._ptr = None
+        routers, self._routers = self._routers, []
+        for r in routers:  # after the engine, as ferry_router_free() requires
+            r._free()
         policies, self._policies = self._policies, []
         for fwd in policies:  # after the engine, as ferry_forward_free() requires
             fwd._detach()

@@ -201,6 +201,11 @@ ferry_err ferry_txn_header_remove(ferry_txn *txn, ferry_txn_part part, const cha
 ferry_err ferry_txn_respond(ferry_txn *txn, int status, const char *content_type,
                             const char *body, size_t body_len);
 ferry_err ferry_txn_set_reject_status(ferry_txn *txn, int status);
+ferry_err ferry_txn_set_target(ferry_txn *txn, const char *target);
+ferry_err ferry_txn_set_upstream_limits(ferry_txn *txn, unsigned connect_timeout_ms,
+                                        unsigned response_timeout_ms,
+                                        uint64_t max_body_bytes);
+ferry_err ferry_txn_set_backend_host(ferry_txn *txn, int on);
 ferry_err ferry_txn_body_write(ferry_txn *txn, const char *data, size_t len);
 typedef struct ferry_txn_ticket ferry_txn_ticket;
 ferry_txn_ticket *ferry_txn_pause(ferry_txn *txn);
@@ -311,10 +316,88 @@ typedef struct ferry_pool ferry_pool;
 ferry_err ferry_pool_new(ferry_engine *engine, const char *name, ferry_pool **out);
 ferry_err ferry_pool_add(ferry_pool *pool, const char *address, unsigned weight,
                          ferry_backend **out);
+ferry_err ferry_pool_remove(ferry_pool *pool, ferry_backend *backend);
 ferry_err ferry_pool_set_down_time(ferry_pool *pool, unsigned ms);
+
+typedef enum ferry_balance {
+    FERRY_BALANCE_ROUND_ROBIN = 0,
+    FERRY_BALANCE_LEAST_CONN = 1,
+    FERRY_BALANCE_RANDOM2 = 2,
+    FERRY_BALANCE_HASH_CLIENT = 3,
+    FERRY_BALANCE_HASH_URI = 4,
+    FERRY_BALANCE_HASH_HEADER = 5,
+    FERRY_BALANCE_HASH_COOKIE = 6
+} ferry_balance;
+
+ferry_err ferry_pool_set_balancer(ferry_pool *pool, ferry_balance kind, const char *key);
+ferry_err ferry_pool_set_resolve_interval(ferry_pool *pool, unsigned ms);
+
+typedef enum ferry_health_kind {
+    FERRY_HEALTH_NONE = 0,
+    FERRY_HEALTH_TCP = 1,
+    FERRY_HEALTH_HTTP = 2
+} ferry_health_kind;
+
+typedef struct ferry_health_opts {
+    ferry_health_kind kind;
+    const char *path;
+    const char *host;
+    unsigned interval_ms;
+    unsigned timeout_ms;
+    unsigned rise;
+    unsigned fall;
+    int status_min;
+    int status_max;
+} ferry_health_opts;
+
+void ferry_health_opts_init(ferry_health_opts *opts);
+ferry_err ferry_pool_set_health_check(ferry_pool *pool, const ferry_health_opts *opts);
 unsigned ferry_pool_size(const ferry_pool *pool);
 const char *ferry_backend_address(const ferry_backend *backend);
 int ferry_backend_is_down(const ferry_backend *backend);
+ferry_err ferry_backend_set_draining(ferry_backend *backend, int draining);
+int ferry_backend_is_draining(const ferry_backend *backend);
+ferry_err ferry_backend_set_weight(ferry_backend *backend, unsigned weight);
+unsigned ferry_backend_weight(const ferry_backend *backend);
+unsigned ferry_backend_active(const ferry_backend *backend);
+
+/* router.h */
+typedef struct ferry_router ferry_router;
+
+typedef enum ferry_path_match {
+    FERRY_PATH_PREFIX = 0,
+    FERRY_PATH_EXACT = 1,
+    FERRY_PATH_REGEX = 2
+} ferry_path_match;
+
+typedef struct ferry_route_opts {
+    const char *host;
+    ferry_path_match match;
+    const char *path;
+    const char *methods;
+    ferry_pool *pool;
+    const char *strip_prefix;
+    const char *add_prefix;
+    int backend_host;
+    const char *set_headers;
+    const char *remove_headers;
+    unsigned connect_timeout_ms;
+    unsigned response_timeout_ms;
+    uint64_t max_body_bytes;
+    const char *name;
+    const char *cookie_domain;
+    const char *public_cookie_domain;
+    const char *substitutions;
+    int substitute_icase;
+} ferry_route_opts;
+
+void ferry_route_opts_init(ferry_route_opts *opts);
+const ferry_direction_ops *ferry_direction_router(void);
+ferry_err ferry_router_new(const ferry_allocator *allocator, ferry_router **out);
+void ferry_router_free(ferry_router *router);
+ferry_err ferry_router_add(ferry_router *router, const ferry_route_opts *opts,
+                           char *err, size_t err_size);
+unsigned ferry_router_size(const ferry_router *router);
 
 /* engine.h */
 typedef struct ferry_listener ferry_listener;
@@ -413,6 +496,13 @@ ferry_err ferry_engine_run(ferry_engine *engine);
 ferry_err ferry_engine_stop(ferry_engine *engine, unsigned drain_ms);
 void ferry_engine_signal_stop(ferry_engine *engine);
 unsigned ferry_engine_sessions(const ferry_engine *engine);
+
+typedef struct ferry_engine_stats {
+    uint64_t requests_retried;
+    uint64_t retries_refused;
+} ferry_engine_stats;
+
+void ferry_engine_get_stats(const ferry_engine *engine, ferry_engine_stats *out);
 
 /* logger.h */
 typedef enum ferry_access_format {

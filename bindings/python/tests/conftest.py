@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import urllib.error
@@ -48,15 +49,23 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A proxy or health check closing early is not the origin's problem.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class Origin:
     """An HTTP/1.1 origin on 127.0.0.1: answers JSON {origin, method, path, headers}
-    (headers in wire order) with X-Origin: <name>; .requests lists what arrived."""
+    (headers in wire order) with X-Origin: <name>; .requests lists what arrived.
+    handler: a subclass of _OriginHandler; port: a fixed port (0: any free one)."""
 
-    def __init__(self, name="origin"):
+    def __init__(self, name="origin", handler=None, port=0):
         self.name = name
         self.requests = []
         self.lock = threading.Lock()
-        self._srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OriginHandler)
+        self._srv = _Server(("127.0.0.1", port), handler or _OriginHandler)
         self._srv.daemon_threads = True
         self._srv.origin = self
         self.port = self._srv.server_address[1]

@@ -94,11 +94,13 @@ def test_forward_business_hours_outside_window(origin):
 
 
 def test_reverse_by_path():
-    web, api = Origin("web"), Origin("api")
+    from test_reverse import _RevHandler  # the origin plus a /v1/redirect answer
+    web, api1, api2 = Origin("web"), Origin("api1", _RevHandler), Origin("api2", _RevHandler)
     ex = None
     try:
         ex = Example("reverse_by_path.py", "--listen", "127.0.0.1:0", "--default", web.addr,
-                     "--route", "/api/=" + api.addr)
+                     "--route", "/api/=%s,%s" % (api1.addr, api2.addr))
+        assert "route /api/ (strip /api/) -> %s,%s" % (api1.addr, api2.addr) in ex.output()
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
         def get(path, headers=None):
@@ -107,35 +109,45 @@ def test_reverse_by_path():
             with opener.open(req, timeout=TIMEOUT) as r:
                 return dict(r.headers.items()), json.loads(r.read())
 
+        apis = set()
         for _ in range(2):  # twice, one connection per request (urllib)
             headers, got = get("/api/users?id=1", {"X-Debug": "1"})
-            assert got["origin"] == "api" and got["path"] == "/api/users?id=1"
-            assert header(got["headers"], "X-Forwarded-Prefix") == "/api/"
+            apis.add(got["origin"])
+            assert got["path"] == "/users?id=1"                        # prefix stripped
+            assert header(got["headers"], "X-Forwarded-Prefix") == "/api"
             assert header(got["headers"], "X-Debug") is None
-            assert headers["X-Backend"] == "/api/" and "Server" not in headers
+            assert "Server" not in headers                              # hidden
             headers, got = get("/index.html", {"X-Forwarded-Prefix": "/forged"})
             assert got["origin"] == "web" and got["path"] == "/index.html"
             assert header(got["headers"], "X-Forwarded-Prefix") is None
-            assert headers["X-Backend"] == "default"
-        # keep-alive: one connection, alternating backends
-        r = curl("http://127.0.0.1:%d/api/a" % ex.port, "http://127.0.0.1:%d/b" % ex.port)
+        assert apis == {"api1", "api2"}                                 # a pool of two
+        # keep-alive: one connection, alternating pools; a redirect from a backend names
+        # the proxy, under the public prefix
+        r = curl("http://127.0.0.1:%d/api/a" % ex.port, "http://127.0.0.1:%d/b" % ex.port,
+                 "http://127.0.0.1:%d/api/v1/redirect" % ex.port)
         assert r.rc == 0 and r.head.count("HTTP/1.1 200") == 2, r
-        assert "X-Backend: /api/" in r.head and "X-Backend: default" in r.head
-        assert len(api.requests) == 3 and len(web.requests) == 3
-        assert "/api/users?id=1 -> %s 200" % api.addr in ex.output(wait_for="/b ->")
+        assert "Location: http://127.0.0.1:%d/api/v1/next?a=1" % ex.port in r.head, r.head
+        assert len(api1.requests) + len(api2.requests) == 4 and len(web.requests) == 3
+        out = ex.output(wait_for="/api/v1/redirect ->")
+        assert "/api/users?id=1 -> %s 200" % api1.addr in out
+        assert "/api/users?id=1 -> %s 200" % api2.addr in out
     finally:
         if ex:
             assert ex.stop() == 0
         web.close()
-        api.close()
+        api1.close()
+        api2.close()
 
 
 def test_reverse_by_path_demo():
     ex = Example("reverse_by_path.py", "--listen", "127.0.0.1:0", "--demo")
     try:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        for path, backend in (("/api/x", "api"), ("/", "web")):
+        seen = []
+        for path in ("/api/x", "/api/x", "/"):
             with opener.open("http://127.0.0.1:%d%s" % (ex.port, path), timeout=TIMEOUT) as r:
-                assert json.loads(r.read())["backend"] == backend
+                got = json.loads(r.read())
+                seen.append((got["backend"], got["path"]))
+        assert sorted(seen) == [("api-1", "/x"), ("api-2", "/x"), ("web", "/")]
     finally:
         assert ex.stop() == 0
