@@ -396,10 +396,11 @@ static const route *match(const ferry_router *r, const ferry_txn *t) {
 
 /* ---- the direction ---- */
 
-/* The path upstream: strip_prefix removed (whole segments), add_prefix put in front. */
+/* The path upstream: strip_prefix removed (whole segments), add_prefix put in front —
+ * applied to the target an on_request hook chose, if it chose one. */
 static ferry_err rewrite_path(const route *rt, ferry_txn *t) {
     if (!rt->strip && !rt->add) return FERRY_OK;
-    ferry_view target = ferry_txn_target(t);
+    ferry_view target = t->upstream_target.len ? t->upstream_target : ferry_txn_target(t);
     const char *q = memchr(target.ptr, '?', target.len);
     size_t plen = q ? (size_t)(q - target.ptr) : target.len;
     size_t skip = 0;
@@ -428,7 +429,7 @@ static ferry_verdict router_route_request(void *data, ferry_txn *t) {
     }
     ferry_txn_set_route_data(t, (void *)rt);
     ferry_txn_set_upstream_limits(t, rt->connect_timeout_ms, rt->response_timeout_ms, rt->max_body_bytes);
-    ferry_txn_set_backend_host(t, rt->backend_host);
+    if (rt->backend_host) ferry_txn_set_backend_host(t, 1); /* else the hook's choice stands */
     /* What the backend calls add_prefix is strip_prefix to the client. */
     t->backend_prefix = rt->add ? (ferry_view){rt->add, strlen(rt->add)} : (ferry_view){"/", 1};
     t->public_prefix = rt->strip ? (ferry_view){rt->strip, rt->strip_len} : (ferry_view){"/", 1};
