@@ -16,5 +16,6 @@
 #include "ferry/router.h"
 #include "ferry/engine.h"
 #include "ferry/logger.h"
+#include "ferry/reverse_config.h"
 
 #endif

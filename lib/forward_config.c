@@ -1,21 +1,21 @@
-/* The forward proxy's configuration reader (format: doc/forward-config.md). A line at a
- * time is read into a stack buffer, split into words and applied at once through the same
- * setters an embedding program would call, so a file means exactly those calls and the
- * reader allocates nothing of its own. The first error stops reading; what came before it
- * stays applied (daemons treat any error as fatal). Blocking stdio: configuration only. */
+/* The forward proxy's configuration reader (format: doc/forward-config.md). The shared
+ * lexer (conf.h) reads a line at a time into a stack buffer and splits it into words; each
+ * line is applied at once through the same setters an embedding program would call, so a
+ * file means exactly those calls and the reader allocates nothing of its own. The first
+ * error stops reading; what came before it stays applied (daemons treat any error as
+ * fatal). Blocking stdio: configuration only. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "addr.h"
+#include "conf.h"
 #include "forward_int.h"
 #include "http1.h"
 #include "internal.h"
 
 enum {
-    LINE_MAX_BYTES = 4096, /* without the line ending */
-    MAX_WORDS = 128,
     CRED_MAX_BYTES = FERRY_CRED_MAX - 1,
     PATH_BYTES = 4096,
     SETTER_MSG_BYTES = 256,
@@ -23,112 +23,9 @@ enum {
     MAX_WORKERS = 256,
 };
 
-/* ---- reading lines ---- */
-
-/* Where lines come from: an open file, or text in memory. */
-typedef struct line_src {
-    FILE *file;
-    const char *text, *end;
-    unsigned line; /* number of the line last read, for messages */
-} line_src;
-
-typedef enum line_status { LINE_OK, LINE_END, LINE_TOO_LONG, LINE_NUL, LINE_READ_ERROR } line_status;
-
-/* The next line into buf (LINE_MAX_BYTES + 1 bytes: room for a CR before the LF) without
- * its "\n" or "\r\n", and without the UTF-8 byte order mark some editors put on line 1. */
-static line_status next_line(line_src *s, char *buf, size_t *len) {
-    size_t n = 0;
-    if (s->file) {
-        int ch;
-        while ((ch = getc(s->file)) != EOF && ch != '\n') {
-            if (n == LINE_MAX_BYTES + 1) {
-                s->line++;
-                return LINE_TOO_LONG;
-            }
-            buf[n++] = (char)ch;
-        }
-        if (ch == EOF && ferror(s->file)) {
-            s->line++;
-            return LINE_READ_ERROR;
-        }
-        if (ch == EOF && n == 0) return LINE_END;
-    } else {
-        if (s->text == s->end) return LINE_END;
-        const char *nl = memchr(s->text, '\n', (size_t)(s->end - s->text));
-        const char *stop = nl ? nl : s->end;
-        n = (size_t)(stop - s->text);
-        s->text = nl ? nl + 1 : s->end;
-        if (n > LINE_MAX_BYTES + 1) {
-            s->line++;
-            return LINE_TOO_LONG;
-        }
-        memcpy(buf, stop - n, n);
-    }
-    s->line++;
-    if (n > 0 && buf[n - 1] == '\r') n--;
-    if (n > LINE_MAX_BYTES) return LINE_TOO_LONG;
-    if (memchr(buf, '\0', n)) return LINE_NUL;
-    if (s->line == 1 && n >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) {
-        memmove(buf, buf + 3, n - 3);
-        n -= 3;
-    }
-    *len = n;
-    return LINE_OK;
-}
-
-/* Buffers that held passwords are cleared before the stack frame is reused; volatile so
- * the stores are not optimised away as dead. */
-static void wipe(void *p, size_t n) {
-    volatile unsigned char *b = p;
-    while (n--) *b++ = 0;
-}
-
-/* ---- messages ---- */
-
-/* "name:line: message" ("name: message" for line 0) into err, which may be NULL. */
-static void vreport(char *err, size_t size, const char *name, unsigned line, const char *fmt,
-                    va_list ap) {
-    if (!err || size == 0) return;
-    int n = line ? snprintf(err, size, "%s:%u: ", name, line) : snprintf(err, size, "%s: ", name);
-    if (n < 0) {
-        err[0] = '\0';
-        return;
-    }
-    if ((size_t)n < size) vsnprintf(err + n, size - (size_t)n, fmt, ap);
-}
-
-__attribute__((format(printf, 6, 7)))
-static ferry_err report(char *err, size_t size, const char *name, unsigned line, ferry_err code,
-                        const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vreport(err, size, name, line, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-static ferry_err report_line_status(char *err, size_t size, const char *name, unsigned line,
-                                    line_status st) {
-    switch (st) {
-    case LINE_TOO_LONG:
-        return report(err, size, name, line, FERRY_ECONFIG, "line longer than %d bytes",
-                      LINE_MAX_BYTES);
-    case LINE_NUL: return report(err, size, name, line, FERRY_ECONFIG, "NUL byte in line");
-    default:
-        return report(err, size, name, line, FERRY_ECONFIG, "cannot read: %s", strerror(errno));
-    }
-}
-
-static ferry_err invalid_argument(char *err, size_t size) {
-    if (err && size) snprintf(err, size, "%s", ferry_strerror(FERRY_EINVAL));
-    return FERRY_EINVAL;
-}
-
-static int is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\r'; }
-
 static int has_space(const char *s) {
     for (; *s; s++)
-        if (is_space(*s)) return 1;
+        if (ferry__conf_is_space(*s)) return 1;
     return 0;
 }
 
@@ -142,10 +39,11 @@ static int has_space(const char *s) {
 static ferry_err apply_user_line(ferry_forward *fwd, const char *line, size_t len, char *err,
                                  size_t size, const char *path, unsigned lineno) {
     size_t i = 0;
-    while (i < len && is_space(line[i])) i++;
+    while (i < len && ferry__conf_is_space(line[i])) i++;
     if (i == len || line[i] == '#') return FERRY_OK;
     const char *colon = memchr(line, ':', len);
-    if (!colon) return report(err, size, path, lineno, FERRY_ECONFIG, "expected user:password");
+    if (!colon)
+        return ferry__conf_report(err, size, path, lineno, FERRY_ECONFIG, "expected user:password");
     size_t ulen = (size_t)(colon - line), plen = len - ulen - 1;
     const char *problem = NULL;
     if (ulen == 0) problem = "empty user name";
@@ -154,39 +52,42 @@ static ferry_err apply_user_line(ferry_forward *fwd, const char *line, size_t le
     else if (plen == 0) problem = "empty password";
     else if (plen > CRED_MAX_BYTES) problem = "password longer than 255 bytes";
     for (size_t k = 0; !problem && k < ulen; k++)
-        if (is_space(line[k])) problem = "user name contains whitespace";
-    if (problem) return report(err, size, path, lineno, FERRY_ECONFIG, "%s", problem);
+        if (ferry__conf_is_space(line[k])) problem = "user name contains whitespace";
+    if (problem) return ferry__conf_report(err, size, path, lineno, FERRY_ECONFIG, "%s", problem);
     char user[FERRY_CRED_MAX], password[FERRY_CRED_MAX];
     memcpy(user, line, ulen);
     user[ulen] = '\0';
     memcpy(password, colon + 1, plen);
     password[plen] = '\0';
     ferry_err rc = ferry_forward_add_user(fwd, user, password);
-    wipe(password, sizeof password);
-    if (rc == FERRY_ENOMEM) return report(err, size, path, lineno, rc, "out of memory");
+    ferry__conf_wipe(password, sizeof password);
+    if (rc == FERRY_ENOMEM) return ferry__conf_report(err, size, path, lineno, rc, "out of memory");
     if (rc)
-        return report(err, size, path, lineno, FERRY_ECONFIG, "user '%s' refused: %s", user,
-                      ferry_strerror(rc));
+        return ferry__conf_report(err, size, path, lineno, FERRY_ECONFIG, "user '%s' refused: %s",
+                                  user, ferry_strerror(rc));
     return FERRY_OK;
 }
 
 ferry_err ferry_forward_load_users(ferry_forward *fwd, const char *path, char *err,
                                    size_t err_size) {
-    if (!fwd || !path) return invalid_argument(err, err_size);
+    if (!fwd || !path) return ferry__conf_invalid_argument(err, err_size);
     FILE *f = fopen(path, "r");
-    if (!f) return report(err, err_size, path, 0, FERRY_ECONFIG, "cannot open: %s", strerror(errno));
-    line_src src = {.file = f};
-    char line[LINE_MAX_BYTES + 1];
+    if (!f)
+        return ferry__conf_report(err, err_size, path, 0, FERRY_ECONFIG, "cannot open: %s",
+                                  strerror(errno));
+    ferry__conf_src src = {.file = f};
+    char line[FERRY__CONF_LINE_MAX + 1];
     ferry_err rc = FERRY_OK;
     for (;;) {
         size_t len = 0;
-        line_status st = next_line(&src, line, &len);
-        if (st == LINE_END) break;
-        rc = st == LINE_OK ? apply_user_line(fwd, line, len, err, err_size, path, src.line)
-                           : report_line_status(err, err_size, path, src.line, st);
+        ferry__conf_status st = ferry__conf_next_line(&src, line, &len);
+        if (st == FERRY__CONF_END) break;
+        rc = st == FERRY__CONF_LINE_OK
+                 ? apply_user_line(fwd, line, len, err, err_size, path, src.line)
+                 : ferry__conf_report_status(err, err_size, path, src.line, st);
         if (rc) break;
     }
-    wipe(line, sizeof line);
+    ferry__conf_wipe(line, sizeof line);
     fclose(f);
     return rc;
 }
@@ -205,7 +106,7 @@ __attribute__((format(printf, 3, 4)))
 static ferry_err fail(const cfg *c, ferry_err code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vreport(c->err, c->err_size, c->name, c->line, fmt, ap);
+    ferry__conf_vreport(c->err, c->err_size, c->name, c->line, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -225,55 +126,12 @@ static ferry_err setter_said(const cfg *c, ferry_err rc, const char *msg) {
     return fail(c, rc == FERRY_ENOMEM ? rc : FERRY_ECONFIG, "%s", msg[0] ? msg : ferry_strerror(rc));
 }
 
-/* Split a line into words. A word is a run of unquoted bytes and "double-quoted" sections
- * (which may hold spaces and '#', with \" and \\ as escapes), ended by unquoted space or
- * tab; an unquoted '#' starts a comment. Words go NUL-terminated into out, which needs
- * len + 1 bytes: each word's NUL takes the place of the separator or quote after it.
- * Returns the word count, or -1 with *problem set. */
-static int split_words(const char *line, size_t len, char *out, char **words,
-                       const char **problem) {
-    size_t i = 0;
-    int n = 0;
-    for (;;) {
-        while (i < len && is_space(line[i])) i++;
-        if (i == len || line[i] == '#') return n;
-        if (n == MAX_WORDS) {
-            *problem = "too many words on one line";
-            return -1;
-        }
-        words[n++] = out;
-        while (i < len && !is_space(line[i]) && line[i] != '#') {
-            if (line[i] != '"') {
-                *out++ = line[i++];
-                continue;
-            }
-            for (i++;; i++) {
-                if (i == len) {
-                    *problem = "unterminated quote";
-                    return -1;
-                }
-                if (line[i] == '"') break;
-                if (line[i] == '\\') {
-                    if (i + 1 == len || (line[i + 1] != '"' && line[i + 1] != '\\')) {
-                        *problem = "in quotes, a backslash must be followed by \" or \\";
-                        return -1;
-                    }
-                    i++;
-                }
-                *out++ = line[i];
-            }
-            i++;
-        }
-        *out++ = '\0';
-    }
-}
-
 /* Rule text for ferry_forward_add_rule: head, then the words joined by single spaces. The
  * rule language has no quoting, so a word holding whitespace cannot be passed on. */
 static ferry_err add_rule_words(const cfg *c, const char *head, char **words, int nwords) {
-    /* Fits: the words come from one line of at most LINE_MAX_BYTES with at least one
-     * separator between each two, and head is a short literal. */
-    char rule[LINE_MAX_BYTES + 32], msg[SETTER_MSG_BYTES] = "";
+    /* Fits: the words come from one line of at most FERRY__CONF_LINE_MAX bytes with at
+     * least one separator between each two, and head is a short literal. */
+    char rule[FERRY__CONF_LINE_MAX + 32], msg[SETTER_MSG_BYTES] = "";
     size_t used = strlen(head);
     memcpy(rule, head, used + 1);
     for (int k = 0; k < nwords; k++) {
@@ -457,26 +315,16 @@ static const directive directives[] = {
     {"header-allow", 1, 1, "NAME[,NAME...]", do_header_allow},
     {"parent", 2, 2, "NAME URL", do_parent},
     {"route", 2, 2, "PATTERN PARENT[,PARENT...]", do_route},
-    {"allow", 0, MAX_WORDS, "", do_rule},
-    {"deny", 0, MAX_WORDS, "", do_rule},
+    {"allow", 0, FERRY__CONF_MAX_WORDS, "", do_rule},
+    {"deny", 0, FERRY__CONF_MAX_WORDS, "", do_rule},
 };
 
-/* Only keyword-shaped words are quoted back: a users file given as the configuration by
- * mistake must not have its first password echoed in "unknown directive 'bob:secret'". */
-static int looks_like_keyword(const char *w) {
-    if (!*w) return 0;
-    for (; *w; w++)
-        if (!((*w >= 'a' && *w <= 'z') || (*w >= 'A' && *w <= 'Z') || *w == '-' || *w == '_'))
-            return 0;
-    return 1;
-}
-
-static ferry_err apply_line(const cfg *c, const char *line, size_t len, char *scratch,
-                            char **words) {
-    const char *problem = NULL;
-    int n = split_words(line, len, scratch, words, &problem);
-    if (n < 0) return fail(c, FERRY_ECONFIG, "%s", problem);
-    if (n == 0) return FERRY_OK;
+/* One line of the file (a ferry__conf_line_fn). */
+static ferry_err apply_line(void *data, const ferry__conf_line *line) {
+    cfg *c = data;
+    c->line = line->number;
+    char **words = line->words;
+    int n = line->nwords;
     ferry_view kw = {words[0], strlen(words[0])};
     for (size_t k = 0; k < FERRY__ARRAY_LEN(directives); k++) {
         const directive *d = &directives[k];
@@ -485,46 +333,23 @@ static ferry_err apply_line(const cfg *c, const char *line, size_t len, char *sc
             return fail(c, FERRY_ECONFIG, "%s: expected %s", d->name, d->usage);
         return d->apply(c, d->name, words + 1, n - 1);
     }
-    if (looks_like_keyword(words[0]))
+    if (ferry__conf_looks_like_keyword(words[0]))
         return fail(c, FERRY_ECONFIG, "unknown directive '%s'", words[0]);
     return fail(c, FERRY_ECONFIG, "expected a directive such as 'listen' or 'allow'");
 }
 
-static ferry_err run_config(cfg *c, line_src *src) {
-    char line[LINE_MAX_BYTES + 1], scratch[LINE_MAX_BYTES + 1];
-    char *words[MAX_WORDS];
-    ferry_err rc = FERRY_OK;
-    for (;;) {
-        size_t len = 0;
-        line_status st = next_line(src, line, &len);
-        if (st == LINE_END) break;
-        c->line = src->line;
-        rc = st == LINE_OK ? apply_line(c, line, len, scratch, words)
-                           : report_line_status(c->err, c->err_size, c->name, c->line, st);
-        if (rc) break;
-    }
-    wipe(line, sizeof line); /* passwords in user and parent lines */
-    wipe(scratch, sizeof scratch);
-    return rc;
-}
-
 ferry_err ferry_forward_load_config(ferry_forward *fwd, const char *path, char *err,
                                     size_t err_size) {
-    if (!fwd || !path) return invalid_argument(err, err_size);
-    FILE *f = fopen(path, "r");
-    if (!f) return report(err, err_size, path, 0, FERRY_ECONFIG, "cannot open: %s", strerror(errno));
+    if (!fwd || !path) return ferry__conf_invalid_argument(err, err_size);
     cfg c = {fwd, path, 0, err, err_size};
-    line_src src = {.file = f};
-    ferry_err rc = run_config(&c, &src);
-    fclose(f);
-    return rc;
+    return ferry__conf_read_file(path, err, err_size, apply_line, &c);
 }
 
 ferry_err ferry_forward_parse_config(ferry_forward *fwd, const char *text, size_t len,
                                      const char *name, char *err, size_t err_size) {
-    if (!fwd || !name || (!text && len)) return invalid_argument(err, err_size);
+    if (!fwd || !name || (!text && len)) return ferry__conf_invalid_argument(err, err_size);
     if (!text) text = ""; /* len is 0: no arithmetic on a null pointer */
     cfg c = {fwd, name, 0, err, err_size};
-    line_src src = {.text = text, .end = text + len};
-    return run_config(&c, &src);
+    ferry__conf_src src = {.text = text, .end = text + len};
+    return ferry__conf_read(&src, name, err, err_size, apply_line, &c);
 }

@@ -1,7 +1,8 @@
 /* reversed: a reverse proxy daemon on top of libferry. Accepts client connections on one
  * address and spreads them over a pool of backends (ferry_direction_reverse) with the
  * chosen balancer, optionally health-checked, failing over to the next backend when a
- * connect fails. */
+ * connect fails. With --config FILE everything comes from a configuration file instead
+ * (several listeners, pools and routes), which the library reads and builds. */
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -27,6 +28,9 @@ typedef struct backend_spec {
 } backend_spec;
 
 typedef struct config {
+    const char *config_file;     /* --config; NULL: the flags say everything */
+    int check_config;
+    const char *flag_beside_config; /* the first flag that --config replaces, if any */
     const char *listen;          /* as given, for messages */
     daemon_addr listen_addr;
     backend_spec *backends;
@@ -70,7 +74,9 @@ enum {
     OPT_HEALTH_CHECK,
     OPT_HEALTH_INTERVAL,
     OPT_HEALTH_RISE,
-    OPT_HEALTH_FALL
+    OPT_HEALTH_FALL,
+    OPT_CONFIG,
+    OPT_CHECK_CONFIG
 };
 
 static const struct option long_options[] = {
@@ -95,6 +101,8 @@ static const struct option long_options[] = {
     {"health-interval", required_argument, NULL, OPT_HEALTH_INTERVAL},
     {"health-rise", required_argument, NULL, OPT_HEALTH_RISE},
     {"health-fall", required_argument, NULL, OPT_HEALTH_FALL},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -109,13 +117,24 @@ static void print_usage(FILE *out) {
     fprintf(out,
         "Usage: " PROG " --listen ADDR:PORT --backend HOST:PORT [--backend ...]\n"
         "                --mode tcp|http [options]\n"
+        "       " PROG " --config FILE [--check-config]\n"
         "\n"
         "Reverse proxy: accepts connections on ADDR:PORT and spreads them over the\n"
         "backends (weighted round-robin unless --lb says otherwise), skipping a backend\n"
         "for a while after a failed connect, or while its health check fails, and\n"
         "failing over to the next one.\n"
         "\n"
-        "Required:\n"
+        "Configuration file (format: doc/reverse-config.md):\n"
+        "  --config FILE              read everything from FILE: backend pools, any\n"
+        "                             number of http, tcp and sni listeners with routes\n"
+        "                             by host and path, and what the flags below set;\n"
+        "                             no other flag may be given with it\n"
+        "  --check-config             with --config: check the file completely (backend\n"
+        "                             names are resolved; no port is bound, no log file\n"
+        "                             created), say so and exit 0, or print FILE:LINE:\n"
+        "                             message and exit 2\n"
+        "\n"
+        "Required without --config:\n"
         "  --listen ADDR:PORT         address to accept on: an IPv4 or [IPv6] literal;\n"
         "                             port 0 picks a free port (shown at start-up)\n"
         "  --backend HOST:PORT[,weight=N]\n"
@@ -172,7 +191,7 @@ static void print_usage(FILE *out) {
         "  -V, --version              show the version and exit\n"
         "\n"
         "Exit status: 0 after a clean stop, 1 on a runtime error (such as the port\n"
-        "being in use), 2 on a bad command line.\n",
+        "being in use), 2 on a bad command line or configuration file.\n",
         (unsigned)MAX_WEIGHT, (unsigned)MAX_WORKERS, (unsigned)DEFAULT_WORKERS,
         lo.connect_timeout_ms, lo.idle_timeout_ms, (unsigned)DEFAULT_DRAIN_MS,
         ho.interval_ms, ho.timeout_ms, ho.rise, ho.fall, lo.header_timeout_ms,
@@ -321,6 +340,13 @@ static int apply_option(config *cfg, int c, char *const argv[]) {
         cfg->health_tuned = 1;
         return daemon_flag_uint(PROG, "--health-fall", optarg, 1, MAX_HEALTH_COUNT,
                                 &cfg->health.fall);
+    case OPT_CONFIG:
+        if (!*optarg) return daemon_usage_error(PROG, "--config: empty file name");
+        cfg->config_file = optarg;
+        return 0;
+    case OPT_CHECK_CONFIG:
+        cfg->check_config = 1;
+        return 0;
     case 'h':
         print_usage(stdout);
         return FINISHED;
@@ -340,9 +366,20 @@ static int parse_args(int argc, char *argv[], config *cfg) {
         int rc = apply_option(cfg, c, argv);
         if (rc == FINISHED) return DAEMON_EXIT_OK;
         if (rc != 0) return rc;
+        int replaced = c != OPT_CONFIG && c != OPT_CHECK_CONFIG; /* by the file */
+        for (const struct option *o = long_options; replaced && o->name; o++)
+            if (o->val == c && !cfg->flag_beside_config) cfg->flag_beside_config = o->name;
     }
     if (optind < argc)
         return daemon_usage_error(PROG, "unexpected argument '%s'", argv[optind]);
+    /* One source of truth: a flag next to the file would leave it unclear which wins. */
+    if (cfg->config_file && cfg->flag_beside_config)
+        return daemon_usage_error(PROG, "--%s cannot be combined with --config: the file "
+                                  "sets everything (see doc/reverse-config.md)",
+                                  cfg->flag_beside_config);
+    if (cfg->check_config && !cfg->config_file)
+        return daemon_usage_error(PROG, "--check-config needs --config FILE");
+    if (cfg->config_file) return CONTINUE;
     if (!cfg->listen) return daemon_usage_error(PROG, "missing --listen ADDR:PORT");
     if (cfg->n_backends == 0)
         return daemon_usage_error(PROG, "missing --backend HOST:PORT (at least one)");
@@ -455,6 +492,84 @@ out:
     return status;
 }
 
+/* ---- --config FILE ---- */
+
+static void announce_file(ferry_reverse_config *rc, unsigned workers) {
+    for (unsigned i = 0; i < ferry_reverse_config_listener_count(rc); i++) {
+        const ferry_listener_opts *o = ferry_reverse_config_listener_opts(rc, i);
+        const ferry_router *router = ferry_reverse_config_router(rc, i);
+        daemon_addr a;
+        char addr[FERRY_HOST_MAX + 16], what[64];
+        /* The bound port, not the asked one: port 0 picks a free port. */
+        if (daemon_check_addr(o->address, DAEMON_ADDR_LISTEN, &a) != NULL) continue;
+        daemon_format_addr(a.host, ferry_listener_port(ferry_reverse_config_listener(rc, i)),
+                           addr, sizeof addr);
+        if (router)
+            snprintf(what, sizeof what, "%s, %u route%s",
+                     o->protocol == FERRY_PROTO_SNI ? "sni" : "http", ferry_router_size(router),
+                     ferry_router_size(router) == 1 ? "" : "s");
+        else
+            snprintf(what, sizeof what, "tcp");
+        fprintf(stderr, PROG ": listening on %s (%s, %u worker%s)\n", addr, what, workers,
+                workers == 1 ? "" : "s");
+    }
+}
+
+/* Everything from the file, which the library reads, checks and builds. */
+static int run_file(const config *cfg) {
+    char err[1024];
+    ferry_reverse_config *rc = NULL;
+    ferry_err e = ferry_reverse_config_load(cfg->config_file, NULL, &rc, err, sizeof err);
+    if (e == FERRY_OK && cfg->check_config) e = ferry_reverse_config_check(rc, err, sizeof err);
+    if (e != FERRY_OK) {
+        fprintf(stderr, PROG ": %s\n", err);
+        ferry_reverse_config_free(rc);
+        return e == FERRY_ENOMEM ? DAEMON_EXIT_FAIL : DAEMON_EXIT_USAGE;
+    }
+    if (cfg->check_config) {
+        fprintf(stderr, PROG ": %s: configuration OK\n", cfg->config_file);
+        ferry_reverse_config_free(rc);
+        return DAEMON_EXIT_OK;
+    }
+    daemon_raise_nofile_limit(PROG);
+    daemon_signals_block(); /* before the loggers and the engine start their threads */
+
+    ferry_logger *stderr_log = NULL;
+    ferry_engine *engine = NULL;
+    int status = DAEMON_EXIT_FAIL;
+    ferry_engine_opts eo;
+    ferry_engine_opts_init(&eo);
+    e = ferry_reverse_config_engine_opts(rc, &eo, err, sizeof err);
+    if (e != FERRY_OK) {
+        daemon_fail(PROG, "%s", err);
+        goto out;
+    }
+    if (!eo.log) { /* no error-log line: stderr, as without --config */
+        if (daemon_open_logger(PROG, "error log", "stderr", &stderr_log) != FERRY_OK) goto out;
+        eo.log = ferry_logger_log_fn;
+        eo.log_user_data = stderr_log;
+    }
+    e = ferry_engine_new(&eo, &engine);
+    if (e != FERRY_OK) {
+        daemon_fail(PROG, "cannot create engine: %s", ferry_strerror(e));
+        goto out;
+    }
+    e = ferry_reverse_config_apply(rc, engine, err, sizeof err);
+    if (e != FERRY_OK) {
+        fprintf(stderr, PROG ": %s\n", err);
+        /* The file's fault (a name that does not resolve) or the moment's (a port in use). */
+        status = e == FERRY_ECONFIG ? DAEMON_EXIT_USAGE : DAEMON_EXIT_FAIL;
+        goto out;
+    }
+    announce_file(rc, eo.workers);
+    status = daemon_serve(PROG, engine);
+out:
+    ferry_engine_free(engine); /* before the logs: it may still log while stopping */
+    ferry_reverse_config_free(rc);
+    ferry_logger_free(stderr_log);
+    return status;
+}
+
 int main(int argc, char *argv[]) {
     config cfg = {
         .workers = DEFAULT_WORKERS,
@@ -469,7 +584,7 @@ int main(int argc, char *argv[]) {
     cfg.backends = calloc((size_t)argc, sizeof *cfg.backends);
     if (!cfg.backends) return daemon_fail(PROG, "out of memory");
     int status = parse_args(argc, argv, &cfg);
-    if (status == CONTINUE) status = run(&cfg);
+    if (status == CONTINUE) status = cfg.config_file ? run_file(&cfg) : run(&cfg);
     free(cfg.backends);
     return status;
 }
