@@ -649,17 +649,18 @@ static ferry_err do_access_log(parser *p, const directive *d, char **args, int n
 /* route [host H] [path P | exact P | regex RE] [methods M,...] pool NAME [strip-prefix P]
  *       [add-prefix P] [backend-host on|off] [set-header "N: v"]... [remove-header N,...]...
  *       [connect-timeout D] [response-timeout D] [max-body SIZE]
- *       [cookie-domain D [public-cookie-domain P]] */
+ *       [cookie-domain D [public-cookie-domain P]] [substitute "from=>to"]...
+ *       [substitute-icase on|off] */
 enum route_key {
     RK_HOST, RK_PATH, RK_EXACT, RK_REGEX, RK_METHODS, RK_POOL, RK_STRIP, RK_ADD, RK_BACKEND_HOST,
     RK_SET_HEADER, RK_REMOVE_HEADER, RK_CONNECT_TIMEOUT, RK_RESPONSE_TIMEOUT, RK_MAX_BODY,
-    RK_COOKIE_DOMAIN, RK_PUBLIC_COOKIE_DOMAIN, RK_COUNT
+    RK_COOKIE_DOMAIN, RK_PUBLIC_COOKIE_DOMAIN, RK_SUBSTITUTE, RK_SUBSTITUTE_ICASE, RK_COUNT
 };
 
 static const char *const route_keys[RK_COUNT] = {
     "host", "path", "exact", "regex", "methods", "pool", "strip-prefix", "add-prefix",
     "backend-host", "set-header", "remove-header", "connect-timeout", "response-timeout",
-    "max-body", "cookie-domain", "public-cookie-domain",
+    "max-body", "cookie-domain", "public-cookie-domain", "substitute", "substitute-icase",
 };
 
 /* Values of a repeatable route option joined by sep, as ferry_route_opts wants them. */
@@ -697,9 +698,10 @@ static ferry_err route_value(parser *p, route_def *rd, enum route_key key, char 
     case RK_COOKIE_DOMAIN: str = &o->cookie_domain; break;
     case RK_PUBLIC_COOKIE_DOMAIN: str = &o->public_cookie_domain; break;
     case RK_BACKEND_HOST:
+    case RK_SUBSTITUTE_ICASE:
         if (parse_switch(v, &on) != 0)
             return fail(p, FERRY_ECONFIG, "route: %s: expected on or off", name);
-        o->backend_host = on;
+        *(key == RK_BACKEND_HOST ? &o->backend_host : &o->substitute_icase) = on;
         return FERRY_OK;
     case RK_CONNECT_TIMEOUT: case RK_RESPONSE_TIMEOUT:
         if (parse_duration(v, &ms) != 0 || ms == 0) {
@@ -727,8 +729,8 @@ static ferry_err do_route(parser *p, const directive *d, char **args, int nargs)
     if (!rd) return out_of_memory(p);
     ferry_route_opts_init(&rd->opts);
     rd->line = p->line;
-    char *sets[FERRY__CONF_MAX_WORDS], *removes[FERRY__CONF_MAX_WORDS];
-    unsigned nsets = 0, nremoves = 0, seen = 0;
+    char *sets[FERRY__CONF_MAX_WORDS], *removes[FERRY__CONF_MAX_WORDS], *subs[FERRY__CONF_MAX_WORDS];
+    unsigned nsets = 0, nremoves = 0, nsubs = 0, seen = 0;
     for (int i = 0; i < nargs; i += 2) {
         enum route_key key = RK_COUNT;
         for (unsigned k = 0; k < RK_COUNT; k++)
@@ -737,7 +739,8 @@ static ferry_err do_route(parser *p, const directive *d, char **args, int nargs)
             return fail(p, FERRY_ECONFIG, "route: unknown option '%s' (expected host, path, "
                         "exact, regex, methods, pool, strip-prefix, add-prefix, backend-host, "
                         "set-header, remove-header, connect-timeout, response-timeout, max-body, "
-                        "cookie-domain, public-cookie-domain)", args[i]);
+                        "cookie-domain, public-cookie-domain, substitute, substitute-icase)",
+                        args[i]);
         if (i + 1 == nargs)
             return fail(p, FERRY_ECONFIG, "route: '%s' needs a value", route_keys[key]);
         if (ld->mode == MODE_SNI && key != RK_HOST && key != RK_POOL)
@@ -749,6 +752,10 @@ static ferry_err do_route(parser *p, const directive *d, char **args, int nargs)
         }
         if (key == RK_REMOVE_HEADER) {
             removes[nremoves++] = args[i + 1];
+            continue;
+        }
+        if (key == RK_SUBSTITUTE) {
+            subs[nsubs++] = args[i + 1];
             continue;
         }
         unsigned bit = 1u << (key == RK_EXACT || key == RK_REGEX ? RK_PATH : key);
@@ -764,7 +771,8 @@ static ferry_err do_route(parser *p, const directive *d, char **args, int nargs)
         return fail(p, FERRY_ECONFIG, "route: public-cookie-domain needs cookie-domain (the "
                     "backend's domain it replaces)");
     if ((nsets && !(rd->opts.set_headers = join(p, sets, nsets, '\n'))) ||
-        (nremoves && !(rd->opts.remove_headers = join(p, removes, nremoves, ','))))
+        (nremoves && !(rd->opts.remove_headers = join(p, removes, nremoves, ','))) ||
+        (nsubs && !(rd->opts.substitutions = join(p, subs, nsubs, '\n'))))
         return out_of_memory(p);
     *ld->routes_tail = rd;
     ld->routes_tail = &rd->next;

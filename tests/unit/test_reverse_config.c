@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
+#include "rewrite.h"
 #include "ferry.h"
 #include "http_int.h"
 #include "netutil.h"
@@ -179,7 +180,8 @@ START_TEST(route_options_reach_the_request) {
         "    route regex \\.php$ pool p backend-host on set-header \"X-Team: blue\" "
         "set-header \"X-Env: prod\" remove-header X-Old remove-header X-A,X-B "
         "connect-timeout 1500ms response-timeout 2s max-body 1k "
-        "cookie-domain backend.internal public-cookie-domain .example.com\n"
+        "cookie-domain backend.internal public-cookie-domain .example.com "
+        "substitute \"a=>b\" substitute \"cd=>\" substitute-icase on\n"
         "    route path / pool p cookie-domain backend.internal\n"
         "pool p\n" /* declared after its use */
         "    backend 127.0.0.1:3001\n");
@@ -200,6 +202,9 @@ START_TEST(route_options_reach_the_request) {
     ck_assert(t.cookie_domain.len == 16 &&
               memcmp(t.cookie_domain.ptr, "backend.internal", 16) == 0);
     ck_assert(t.public_domain.len == 12 && memcmp(t.public_domain.ptr, ".example.com", 12) == 0);
+    ck_assert_uint_eq(t.n_sub_rules, 2);
+    ck_assert_uint_eq(t.sub_icase, 1);
+    ck_assert(t.sub_rules[1].pattern.len == 2 && t.sub_rules[1].replacement.len == 0);
     ferry__txn_reset(&t);
     /* Defaults: the listener's limits, the client's Host, the Domain attribute removed. */
     ck_assert_str_eq(route_txn(r, &t, "GET", "/a.html", "h"), "p /a.html");
@@ -672,7 +677,7 @@ START_TEST(every_error_names_its_line) {
         {P "listen 127.0.0.1:0\n    route pool p prefix /a\n", CONF ":4: route: unknown option "
            "'prefix' (expected host, path, exact, regex, methods, pool, strip-prefix, add-prefix, "
            "backend-host, set-header, remove-header, connect-timeout, response-timeout, "
-           "max-body, cookie-domain, public-cookie-domain)"},
+           "max-body, cookie-domain, public-cookie-domain, substitute, substitute-icase)"},
         {P "listen 127.0.0.1:0\n    route pool p pool p\n", CONF ":4: route: 'pool' given twice"},
         {P "listen 127.0.0.1:0\n    route path /a exact /b pool p\n", CONF ":4: route: give one "
            "of path, exact and regex"},
@@ -773,6 +778,8 @@ START_TEST(check_errors) {
          CONF ":4: route: bad header name 'X:Y'"},
         {P "listen 127.0.0.1:0\n    route strip-prefix api pool p\n",
          CONF ":4: route: prefix 'api' must start with '/'"},
+        {P "listen 127.0.0.1:0\n    route substitute no-arrow pool p\n",
+         CONF ":4: route: bad substitution 'no-arrow'"},
         {"pool p\n    backend 127.0.0.1:1\n    balance hash-header \"X User\"\n"
          "listen 127.0.0.1:0\n    route pool p\n",
          CONF ":3: balance: 'X User' is not a valid header name"},
