@@ -186,6 +186,13 @@ def _check(err, context=None):
         raise FerryError(err, context)
 
 
+def _check_config(err, context, buf):
+    """_check() for calls that describe their failure in `buf` ("path:line: message")."""
+    if err != lib.FERRY_OK:
+        text = _s(buf) if buf[0] != b"\0" else None
+        raise FerryError(err, context, text)
+
+
 def version():
     """Version string of the loaded library, e.g. '0.1.0'."""
     return _s(lib.ferry_version())
@@ -1518,13 +1525,16 @@ class Engine:
         if f.type.kind == "pointer" and f.type.item.cname == "char"
         and name not in ("address", "name"))
 
-    def __init__(self, workers=1):
-        opts = ffi.new("ferry_engine_opts *")
-        lib.ferry_engine_opts_init(opts)
-        opts.workers = int(workers)
+    def __init__(self, workers=1, _opts=None):
+        opts = _opts
+        if opts is None:
+            opts = ffi.new("ferry_engine_opts *")
+            lib.ferry_engine_opts_init(opts)
+            opts.workers = int(workers)
         out = ffi.new("ferry_engine **")
         _check(lib.ferry_engine_new(opts, out), "ferry_engine_new")
         self._ptr = out[0]
+        self._reverse_configs = []  # reverse configuration handles: freed after the engine
         self._keep = []  # hook ops, callbacks and strings that must outlive the C engine
         self._listeners = []
         self._policies = []  # Forward policies of our listeners: freed after the engine
@@ -1856,7 +1866,41 @@ class Engine:
         policies, self._policies = self._policies, []
         for fwd in policies:  # after the engine, as ferry_forward_free() requires
             fwd._detach()
+        configs, self._reverse_configs = self._reverse_configs, []
+        for cfg in configs:  # its routers and logs serve the listeners until the engine is gone
+            lib.ferry_reverse_config_free(cfg)
         _live_engines.discard(self)
+
+    @classmethod
+    def from_reverse_config(cls, path):
+        """An engine built from a reverse-proxy configuration file (the format `reversed
+        --config` reads, doc/reverse-config.md): its workers, pools, routes and listeners,
+        bound now. Returns (engine, ports) with the bound port of each listen directive in
+        file order. Errors raise FerryError with "path:line: message"."""
+        err = ffi.new("char[]", 512)
+        handle = ffi.new("ferry_reverse_config **")
+        _check_config(lib.ferry_reverse_config_load(os.fsencode(path), ffi.NULL, handle, err, 512),
+                      "ferry_reverse_config_load", err)
+        cfg = handle[0]
+        try:
+            opts = ffi.new("ferry_engine_opts *")
+            lib.ferry_engine_opts_init(opts)
+            _check_config(lib.ferry_reverse_config_engine_opts(cfg, opts, err, 512),
+                          "ferry_reverse_config_engine_opts", err)
+            engine = cls(_opts=opts)
+        except BaseException:
+            lib.ferry_reverse_config_free(cfg)
+            raise
+        engine._reverse_configs.append(cfg)  # freed by close(), after the engine
+        try:
+            _check_config(lib.ferry_reverse_config_apply(cfg, engine._ptr, err, 512),
+                          "ferry_reverse_config_apply", err)
+        except BaseException:
+            engine.close()
+            raise
+        ports = [lib.ferry_listener_port(lib.ferry_reverse_config_listener(cfg, i))
+                 for i in range(lib.ferry_reverse_config_listener_count(cfg))]
+        return engine, ports
 
     def __enter__(self):
         return self

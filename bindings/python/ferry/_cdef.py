@@ -490,6 +490,21 @@ void ferry_listener_opts_init(ferry_listener_opts *opts);
 ferry_err ferry_engine_listen(ferry_engine *engine, const ferry_listener_opts *opts,
                               ferry_listener **out);
 uint16_t ferry_listener_port(const ferry_listener *listener);
+
+/* reverse_config.h */
+typedef struct ferry_reverse_config ferry_reverse_config;
+ferry_err ferry_reverse_config_load(const char *path, const ferry_allocator *allocator,
+                                    ferry_reverse_config **out, char *err, size_t err_size);
+ferry_err ferry_reverse_config_engine_opts(ferry_reverse_config *config,
+                                           ferry_engine_opts *opts, char *err, size_t err_size);
+ferry_err ferry_reverse_config_check(const ferry_reverse_config *config, char *err,
+                                     size_t err_size);
+ferry_err ferry_reverse_config_apply(ferry_reverse_config *config, ferry_engine *engine,
+                                     char *err, size_t err_size);
+unsigned ferry_reverse_config_listener_count(const ferry_reverse_config *config);
+ferry_listener *ferry_reverse_config_listener(const ferry_reverse_config *config,
+                                              unsigned index);
+void ferry_reverse_config_free(ferry_reverse_config *config);
 ferry_err ferry_engine_start(ferry_engine *engine);
 ferry_err ferry_engine_wait(ferry_engine *engine);
 ferry_err ferry_engine_run(ferry_engine *engine);

@@ -764,3 +764,21 @@ def test_struct_layout_reverse_lp64():
     assert ffi.sizeof("ferry_health_opts") == 48
     assert ffi.sizeof("ferry_engine_stats") == 16
     assert ffi.offsetof("ferry_listener_opts", "add_via") == 204
+
+
+def test_engine_from_reverse_config(origins, tmp_path):
+    """The configuration file `reversed --config` reads builds the same proxy in Python."""
+    a, b = origins("a"), origins("b")
+    conf = tmp_path / "rev.conf"
+    conf.write_text("pool web\n    backend %s\npool api\n    backend %s\n"
+                    "listen 127.0.0.1:0\n    route path /api pool api strip-prefix /api\n"
+                    "    route pool web\n" % (a.addr, b.addr))
+    engine, ports = ferry.Engine.from_reverse_config(str(conf))
+    with engine:
+        engine.start()
+        assert get_json(ports[0], "/api/users")["path"] == "/users"
+        assert get_json(ports[0], "/index.html")["path"] == "/index.html"
+    conf.write_text("listen 127.0.0.1:0\n    route pool nowhere\n")
+    with pytest.raises(ferry.FerryError) as e:
+        ferry.Engine.from_reverse_config(str(conf))
+    assert e.value.name == "ECONFIG" and "rev.conf:2:" in e.value.message
