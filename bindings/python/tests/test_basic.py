@@ -383,3 +383,29 @@ def test_engine_cycles_leak_nothing():
     while _counts() != before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _counts() == before
+
+
+def _rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_engine_cycles_do_not_grow_rss():
+    def cycle():
+        with ferry.Engine(workers=2) as e:
+            e.reverse_http("127.0.0.1:0", ["127.0.0.1:1"], on_request=lambda r: None,
+                           on_log=lambda r: None)
+            e.forward("127.0.0.1:0", rules=["deny host .blocked.test"])
+            e.start()
+    for _ in range(30):  # the allocator's arenas and cffi's caches settle first
+        cycle()
+    gc.collect()
+    settled = _rss_kib()
+    for _ in range(100):
+        cycle()
+    gc.collect()
+    # A leak of even 40 KiB per engine would show as 4 MiB here.
+    assert _rss_kib() - settled < 4096, (settled, _rss_kib())
