@@ -394,6 +394,11 @@ def _rss_kib():
 
 
 def test_engine_cycles_do_not_grow_rss():
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        # AddressSanitizer keeps freed memory in quarantine, so RSS grows by design there;
+        # leaks are what the normal build's run of this test measures.
+        pytest.skip("RSS is not meaningful under AddressSanitizer's quarantine")
+
     def cycle():
         with ferry.Engine(workers=2) as e:
             e.reverse_http("127.0.0.1:0", ["127.0.0.1:1"], on_request=lambda r: None,
