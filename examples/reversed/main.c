@@ -20,7 +20,7 @@ enum { DEFAULT_WORKERS = 1, MAX_WORKERS = 1024, DEFAULT_DRAIN_MS = 5000, MAX_WEI
 /* Step results besides exit statuses (which are >= 0). */
 enum { CONTINUE = -1, FINISHED = -2 /* --help or --version done: exit 0 */ };
 
-typedef enum proxy_mode { MODE_UNSET, MODE_TCP, MODE_HTTP } proxy_mode;
+typedef enum proxy_mode { MODE_UNSET, MODE_TCP, MODE_HTTP, MODE_SNI } proxy_mode;
 
 typedef struct backend_spec {
     char address[FERRY_HOST_MAX + 16]; /* HOST:PORT, without the ",weight=N" */
@@ -51,6 +51,9 @@ typedef struct config {
     unsigned max_body_mib;
     int splice;
     const char *error_log;
+    int accept_proxy;            /* --accept-proxy */
+    int send_proxy;              /* --send-proxy v1|v2: 1 or 2; 0 none */
+    char trusted[1024];          /* --trusted-proxy CIDRs, comma-separated; "" none */
 } config;
 
 enum {
@@ -76,7 +79,10 @@ enum {
     OPT_HEALTH_RISE,
     OPT_HEALTH_FALL,
     OPT_CONFIG,
-    OPT_CHECK_CONFIG
+    OPT_CHECK_CONFIG,
+    OPT_ACCEPT_PROXY,
+    OPT_SEND_PROXY,
+    OPT_TRUSTED_PROXY
 };
 
 static const struct option long_options[] = {
@@ -103,6 +109,9 @@ static const struct option long_options[] = {
     {"health-fall", required_argument, NULL, OPT_HEALTH_FALL},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
+    {"accept-proxy", no_argument, NULL, OPT_ACCEPT_PROXY},
+    {"send-proxy", required_argument, NULL, OPT_SEND_PROXY},
+    {"trusted-proxy", required_argument, NULL, OPT_TRUSTED_PROXY},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -116,7 +125,7 @@ static void print_usage(FILE *out) {
     ferry_health_opts_init(&ho);
     fprintf(out,
         "Usage: " PROG " --listen ADDR:PORT --backend HOST:PORT [--backend ...]\n"
-        "                --mode tcp|http [options]\n"
+        "                --mode tcp|http|sni [options]\n"
         "       " PROG " --config FILE [--check-config]\n"
         "\n"
         "Reverse proxy: accepts connections on ADDR:PORT and spreads them over the\n"
@@ -141,9 +150,11 @@ static void print_usage(FILE *out) {
         "                             a backend: IP literal or host name (resolved at\n"
         "                             start-up, then again every DNS TTL); weight 1-%u\n"
         "                             (default 1); repeat for more backends\n"
-        "  --mode tcp|http            tcp: relay bytes as they are; http: HTTP/1.1\n"
+        "  --mode tcp|http|sni        tcp: relay bytes as they are; http: HTTP/1.1\n"
         "                             reverse proxy (strict parsing, keep-alive, pooled\n"
-        "                             backend connections, X-Forwarded-For/-Proto/-Host)\n"
+        "                             backend connections, X-Forwarded-For/-Proto/-Host);\n"
+        "                             sni: TLS passed through untouched, the ClientHello's\n"
+        "                             server name logged (route by name with --config)\n"
         "\n"
         "Options:\n"
         "  --workers N                worker threads, 1-%u (default %u)\n"
@@ -161,6 +172,13 @@ static void print_usage(FILE *out) {
         "                             zero-copy splice(2)\n"
         "  --error-log FILE|-|stderr  engine errors and warnings; '-' is stdout\n"
         "                             (default stderr)\n"
+        "  --accept-proxy             clients start with a PROXY protocol v1/v2 header\n"
+        "                             (from --trusted-proxy addresses only; loopback by\n"
+        "                             default) naming the real client\n"
+        "  --send-proxy v1|v2         start each backend connection with a PROXY header\n"
+        "  --trusted-proxy CIDR       a proxy in front that may send PROXY headers and\n"
+        "                             whose X-Forwarded-For/Forwarded are extended, not\n"
+        "                             replaced (repeatable)\n"
         "\n"
         "Load balancing and health checks:\n"
         "  --lb ALGORITHM             roundrobin (default): smooth weighted round-robin;\n"
@@ -202,7 +220,8 @@ static void print_usage(FILE *out) {
 static int parse_mode(const char *text, proxy_mode *out) {
     if (strcmp(text, "tcp") == 0) *out = MODE_TCP;
     else if (strcmp(text, "http") == 0) *out = MODE_HTTP;
-    else return daemon_usage_error(PROG, "--mode '%s': expected tcp or http", text);
+    else if (strcmp(text, "sni") == 0) *out = MODE_SNI;
+    else return daemon_usage_error(PROG, "--mode '%s': expected tcp, http or sni", text);
     return 0;
 }
 
@@ -293,6 +312,22 @@ static int apply_option(config *cfg, int c, char *const argv[]) {
     }
     case OPT_MODE:
         return parse_mode(optarg, &cfg->mode);
+    case OPT_ACCEPT_PROXY:
+        cfg->accept_proxy = 1;
+        return 0;
+    case OPT_SEND_PROXY:
+        if (strcmp(optarg, "v1") != 0 && strcmp(optarg, "v2") != 0)
+            return daemon_usage_error(PROG, "--send-proxy '%s': expected v1 or v2", optarg);
+        cfg->send_proxy = optarg[1] - '0';
+        return 0;
+    case OPT_TRUSTED_PROXY: {
+        size_t used = strlen(cfg->trusted), n = strlen(optarg);
+        if (!n || strchr(optarg, ',') || used + n + 2 > sizeof cfg->trusted)
+            return daemon_usage_error(PROG, "--trusted-proxy: one CIDR per flag, e.g. 10.0.0.0/8");
+        if (used) cfg->trusted[used++] = ',';
+        memcpy(cfg->trusted + used, optarg, n + 1);
+        return 0;
+    }
     case OPT_WORKERS:
         return daemon_flag_uint(PROG, "--workers", optarg, 1, MAX_WORKERS, &cfg->workers);
     case OPT_ACCESS_LOG:
@@ -383,8 +418,8 @@ static int parse_args(int argc, char *argv[], config *cfg) {
     if (!cfg->listen) return daemon_usage_error(PROG, "missing --listen ADDR:PORT");
     if (cfg->n_backends == 0)
         return daemon_usage_error(PROG, "missing --backend HOST:PORT (at least one)");
-    if (cfg->mode == MODE_UNSET) return daemon_usage_error(PROG, "missing --mode tcp|http");
-    if (cfg->mode == MODE_TCP && (cfg->balance == FERRY_BALANCE_HASH_URI ||
+    if (cfg->mode == MODE_UNSET) return daemon_usage_error(PROG, "missing --mode tcp|http|sni");
+    if (cfg->mode != MODE_HTTP && (cfg->balance == FERRY_BALANCE_HASH_URI ||
                                   cfg->balance == FERRY_BALANCE_HASH_HEADER ||
                                   cfg->balance == FERRY_BALANCE_HASH_COOKIE))
         return daemon_usage_error(PROG, "--lb hash-uri, hash-header and hash-cookie need "
@@ -439,7 +474,12 @@ static ferry_err listen_on(const config *cfg, ferry_engine *engine, ferry_pool *
     ferry_listener_opts lo;
     ferry_listener_opts_init(&lo);
     lo.address = cfg->listen;
-    lo.protocol = cfg->mode == MODE_HTTP ? FERRY_PROTO_HTTP : FERRY_PROTO_TCP;
+    lo.protocol = cfg->mode == MODE_HTTP  ? FERRY_PROTO_HTTP
+                  : cfg->mode == MODE_SNI ? FERRY_PROTO_SNI
+                                          : FERRY_PROTO_TCP;
+    lo.accept_proxy = cfg->accept_proxy;
+    lo.send_proxy = cfg->send_proxy;
+    if (cfg->trusted[0]) lo.proxy_trusted = lo.trusted_forwarders = cfg->trusted;
     lo.direction = ferry_direction_reverse();
     lo.direction_data = pool;
     if (cfg->connect_timeout_ms) lo.connect_timeout_ms = cfg->connect_timeout_ms;
@@ -460,7 +500,7 @@ static void announce(const config *cfg, const ferry_listener *listener) {
     /* The bound port, not the asked one: --listen with port 0 picks a free port. */
     daemon_format_addr(cfg->listen_addr.host, ferry_listener_port(listener), addr, sizeof addr);
     fprintf(stderr, PROG ": listening on %s (%s, %u backend%s, %u worker%s)\n", addr,
-            cfg->mode == MODE_HTTP ? "http" : "tcp",
+            cfg->mode == MODE_HTTP ? "http" : cfg->mode == MODE_SNI ? "sni" : "tcp",
             cfg->n_backends, cfg->n_backends == 1 ? "" : "s", cfg->workers,
             cfg->workers == 1 ? "" : "s");
 }
