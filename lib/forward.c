@@ -44,6 +44,10 @@ static const struct {
     {"224.0.0.0/4", "refused destination range: multicast"},
     {"ff00::/8", "refused destination range: multicast"},
     {"255.255.255.255/32", "refused destination range: broadcast"},
+    {"240.0.0.0/4", "refused destination range: reserved"},
+    /* Deprecated IPv6 forms that some stacks still route to IPv4 or a local site. */
+    {"::/96", "refused destination range: IPv4-compatible (deprecated)"},
+    {"fec0::/10", "refused destination range: site-local (deprecated)"},
 };
 enum { NREFUSED = FERRY__ARRAY_LEN(refused_ranges) };
 

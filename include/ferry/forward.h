@@ -33,7 +33,8 @@
  * (127/8, ::1, 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7, fe80::/10; replaced by
  * ferry_forward_allow_client()); CONNECT only to port 443 (see
  * ferry_forward_set_connect_ports()); destinations in loopback, link-local (including
- * 169.254.169.254), unspecified, multicast and broadcast ranges refused unless
+ * 169.254.169.254), unspecified, multicast, broadcast and reserved (240/4) ranges, and
+ * the deprecated IPv4-compatible (::/96) and site-local (fec0::/10) IPv6 ones, refused unless
  * ferry_forward_allow_dest() lifts a range or the allow rule that matched has a dest
  * condition covering the address. */
 #ifndef FERRY_FORWARD_H

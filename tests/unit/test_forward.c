@@ -457,6 +457,9 @@ START_TEST(refused_destinations_as_literals_and_resolved) {
         {"224.0.0.1", "refused destination range: multicast"},
         {"ff02::1", "refused destination range: multicast"},
         {"255.255.255.255", "refused destination range: broadcast"},
+        {"240.0.0.1", "refused destination range: reserved"},
+        {"::127.0.0.1", "refused destination range: IPv4-compatible (deprecated)"},
+        {"fec0::1", "refused destination range: site-local (deprecated)"},
     };
     for (size_t i = 0; i < sizeof lits / sizeof *lits; i++) {
         ferry_session_info s = http(lits[i].host, 80);
