@@ -105,21 +105,7 @@ LAST_PID=
 FAILED=1     # cleared at the very end; keeps TMP around for post-mortem on failure
 
 cleanup() {
-    local pid c
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for _ in $(seq 50); do  # up to 5 s for a graceful stop (squid takes a few seconds)
-        local alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    # SIGKILL what is left; an nginx master's workers are killed by their own PIDs.
-    for pid in "${PIDS[@]}"; do
-        kill -0 "$pid" 2>/dev/null || continue
-        for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do kill -KILL "$c" 2>/dev/null || true; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
+    stop_started 50  # up to 5 s for a graceful stop
     if ((FAILED)) || [[ ${KEEP_TMP:-0} == 1 ]]; then
         echo "forward.sh: logs kept in $TMP" >&2
     else
@@ -129,55 +115,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# start NAME CPU CMD...: run CMD pinned to CPU in the background, log to TMP/NAME.log.
-# taskset (and nice) exec CMD, so $! is the PID of CMD itself (what we read /proc of);
-# children (nginx workers) and threads (tinyproxy) inherit the CPU mask.
-start() {
-    local name=$1 cpu=$2; shift 2
-    taskset -c "$cpu" ${NICE_CMD[@]+"${NICE_CMD[@]}"} "$@" >"$TMP/$name.log" 2>&1 &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
-
-# tree_pids PID: PID and its descendants, one a line.
-tree_pids() {
-    local c
-    echo "$1"
-    for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree_pids "$c"; done
-}
-
-# port_free PORT: refuse to go on if anything listens on PORT already.
-port_free() {
-    [[ -z $(ss -Hltn "sport = :$1") ]] || die "port $1 is taken: $(ss -Hltnp "sport = :$1" | head -n1)"
-}
-
-# listen_ours NAME PID PORT: wait until PORT listens, then check that the listener is
-# PID or one of its children (not some other program that grabbed the port meanwhile).
-listen_ours() {
-    local name=$1 pid=$2 port=$3 owners p
-    wait_listen "$name" "$pid" "$port"
-    owners=$(ss -Hltnp "sport = :$port")
-    [[ -z $owners || $owners != *pid=* ]] && return 0   # no process info (permissions): trust wait_listen
-    for p in $(tree_pids "$pid"); do
-        [[ $owners == *"pid=$p,"* ]] && return 0
-    done
-    die "port $port is held by another process, not by our $name (pid $pid): $owners"
-}
-
-# cpu_busy CPU: busy ticks (user+nice+system+irq+softirq+steal) of one CPU from /proc/stat.
-cpu_busy() {
-    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
-}
-
-# reaped_ticks: set REAPED to cutime+cstime of this shell (CPU time of every child it has
-# reaped: wrk / curl under timeout and taskset). Builtins only, no fork.
-reaped_ticks() {
-    local line f
-    read -r line <"/proc/$$/stat"
-    read -r -a f <<<"${line##*) }"
-    REAPED=$((f[13] + f[14]))
-}
 
 # origin_stats: "accepts requests" from the origin's stub_status page (our own status
 # request counts as one of each).

@@ -91,21 +91,7 @@ LAST_PID=
 FAILED=1     # cleared at the very end; keeps TMP around for post-mortem on failure
 
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for _ in $(seq 30); do  # up to 3 s for a graceful stop
-        local alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    # SIGKILL what is left; an nginx master's workers are killed by their own PIDs.
-    for pid in "${PIDS[@]}"; do
-        kill -0 "$pid" 2>/dev/null || continue
-        for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do kill -KILL "$c" 2>/dev/null || true; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
+    stop_started 30  # up to 3 s for a graceful stop
     if ((FAILED)) || [[ ${KEEP_TMP:-0} == 1 ]]; then
         echo "http.sh: logs kept in $TMP" >&2
     else
@@ -116,34 +102,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start NAME CPU CMD...: run CMD pinned to CPU in the background, log to TMP/NAME.log.
-# taskset (and nice) exec CMD, so $! is the PID of CMD itself (what we read /proc of); children
-# (nginx workers) inherit the CPU mask.
-start() {
-    local name=$1 cpu=$2; shift 2
-    taskset -c "$cpu" ${NICE_CMD[@]+"${NICE_CMD[@]}"} "$@" >"$TMP/$name.log" 2>&1 &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
 
-
-
-# cpu_busy CPU: busy ticks (user+nice+system+irq+softirq+steal) of one CPU from
-# /proc/stat. On the proxy's CPU, busy minus the proxy's own ticks is work that is not
-# ours (other jobs on the box); the report flags runs where it is high.
-cpu_busy() {
-    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
-}
-
-# reaped_ticks: set REAPED to cutime+cstime of this shell: CPU time of every child it
-# has reaped, including their own reaped children (wrk under timeout and taskset).
-# Builtins only and no $(...), so taking the reading forks and reaps nothing itself.
-reaped_ticks() {
-    local line f
-    read -r line <"/proc/$$/stat"
-    read -r -a f <<<"${line##*) }"
-    REAPED=$((f[13] + f[14]))
-}
 
 # origin_stats: "accepts requests" from the origin's stub_status page. The deltas
 # around a run show how many connections the proxy opened to the origin (upstream
@@ -152,26 +111,6 @@ reaped_ticks() {
 origin_stats() {
     curl -s --max-time 2 "http://127.0.0.1:$P_ORIGIN/nginx_status" |
         awk 'NR == 3 { print $1, $3; ok = 1 } END { if (!ok) print "- -" }'
-}
-
-# Common nginx http-block lines: every temp path inside TMP (so nothing under
-# /var/lib/nginx is created), no access log, and no per-connection request limit
-# (nginx >= 1.19.10 closes a keep-alive connection after 1000 requests by default).
-nginx_common() {
-    local d=$1
-    mkdir -p "$d"
-    cat <<EOF
-    access_log off;
-    default_type application/octet-stream;
-    client_body_temp_path $d/client_body;
-    proxy_temp_path $d/proxy;
-    fastcgi_temp_path $d/fastcgi;
-    uwsgi_temp_path $d/uwsgi;
-    scgi_temp_path $d/scgi;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    tcp_nodelay on;
-EOF
 }
 
 # origin_cfg FILE PORT: static file server, 1 worker.

@@ -26,8 +26,7 @@ cpu_ticks() {
     echo "$total"
 }
 
-# ---- added for bench/reverse.sh; http.sh and forward.sh keep their own copies of the
-# same functions (defined after sourcing this file, so theirs are the ones they use).
+# ---- processes, ports and CPU accounting shared by http.sh, forward.sh and reverse.sh
 
 # start NAME CPU CMD...: run CMD pinned to CPU in the background, log to TMP/NAME.log,
 # its PID in LAST_PID and appended to PIDS. Runs under ${NICE_CMD[@]} if set. taskset
