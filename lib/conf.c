@@ -1,6 +1,8 @@
 /* The configuration files' shared line syntax (see conf.h). */
 #include "conf.h"
 
+#include "ferry/session.h"
+
 #include <errno.h>
 #include <string.h>
 
@@ -177,4 +179,11 @@ ferry_err ferry__conf_read_file(const char *path, char *err, size_t err_size,
     ferry_err rc = ferry__conf_read(&src, path, err, err_size, fn, data);
     fclose(f);
     return rc;
+}
+
+int ferry__conf_listen_literal(const char *text, ferry__sockaddr *out) {
+    char host[FERRY_HOST_MAX];
+    uint16_t port;
+    return ferry__addr_split(text, host, sizeof host, &port) == FERRY_OK &&
+           ferry__addr_from_literal(host, port, out) == 0;
 }

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include "addr.h"
 #include "ferry/error.h"
 
 enum {
@@ -52,6 +53,9 @@ ferry_err ferry__conf_report_status(char *err, size_t size, const char *name, un
 ferry_err ferry__conf_invalid_argument(char *err, size_t size);
 
 int ferry__conf_is_space(char ch);
+/* Is text "IP:PORT" / "[IPv6]:PORT" with an IP literal (filling *out)? Listeners are
+ * bound without a resolver, so a listen address must be one. */
+int ferry__conf_listen_literal(const char *text, ferry__sockaddr *out);
 
 /* Only keyword-shaped words (letters, '-', '_') are quoted back in "unknown directive"
  * messages, so that a password file read by mistake is not echoed into a log. */

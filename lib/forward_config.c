@@ -150,12 +150,8 @@ typedef ferry_err (*directive_fn)(const cfg *c, const char *keyword, char **args
 
 static ferry_err do_listen(const cfg *c, const char *keyword, char **args, int nargs) {
     (void)nargs;
-    char host[FERRY_HOST_MAX];
-    uint16_t port;
     ferry__sockaddr sa;
-    /* The engine binds listeners without a resolver, so the host must be an IP literal. */
-    if (ferry__addr_split(args[0], host, sizeof host, &port) != FERRY_OK ||
-        ferry__addr_from_literal(host, port, &sa) != 0)
+    if (!ferry__conf_listen_literal(args[0], &sa))
         return fail(c, FERRY_ECONFIG,
                     "%s: '%s' is not IP:PORT (e.g. 127.0.0.1:3128, 0.0.0.0:3128, [::1]:3128)",
                     keyword, args[0]);

@@ -330,12 +330,8 @@ static ferry_err do_pool_block(parser *p, const directive *d, char **args, int n
 
 static ferry_err do_listen_block(parser *p, const directive *d, char **args, int nargs) {
     ferry_reverse_config *c = p->cfg;
-    char host[FERRY_HOST_MAX];
-    uint16_t port;
     ferry__sockaddr sa;
-    /* The engine binds listeners without a resolver, so the host must be an IP literal. */
-    if (ferry__addr_split(args[0], host, sizeof host, &port) != FERRY_OK ||
-        ferry__addr_from_literal(host, port, &sa) != 0)
+    if (!ferry__conf_listen_literal(args[0], &sa))
         return fail(p, FERRY_ECONFIG,
                     "%s: '%s' is not IP:PORT (e.g. 127.0.0.1:8080, 0.0.0.0:80, [::]:443)",
                     d->name, args[0]);
@@ -352,7 +348,7 @@ static ferry_err do_listen_block(parser *p, const directive *d, char **args, int
     if (!ld) return out_of_memory(p);
     ferry__addr_format(&sa, 1, ld->canonical, sizeof ld->canonical);
     /* Port 0 asks for any free port: two of them never clash. */
-    for (const listen_def *o = c->listens; o && port; o = o->next)
+    for (const listen_def *o = c->listens; o && ferry__addr_port(&sa); o = o->next)
         if (strcmp(o->canonical, ld->canonical) == 0)
             return fail(p, FERRY_ECONFIG, "%s: %s is already used at line %u", d->name,
                         ld->canonical, o->line);
