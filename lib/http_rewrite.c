@@ -43,6 +43,9 @@ ferry_err ferry__http_rewrite_response(ferry_txn *t, const char *backend,
         l->count = kept;
     }
     if (!o->rewrite_responses || !t->host.len) return FERRY_OK;
+    unsigned first = 0; /* most responses name nothing: no map to build for them */
+    while (first < l->count && !rewriter_for(l->items[first].name)) first++;
+    if (first == l->count) return FERRY_OK;
     char host[FERRY_HOST_MAX];
     uint16_t port;
     if (ferry__addr_split(backend, host, sizeof host, &port) != FERRY_OK) return FERRY_OK;
@@ -58,7 +61,7 @@ ferry_err ferry__http_rewrite_response(ferry_txn *t, const char *backend,
         .cookie_domain = t->cookie_domain,
         .public_domain = t->public_domain,
     };
-    for (unsigned i = 0; i < l->count; i++) {
+    for (unsigned i = first; i < l->count; i++) {
         rewrite_fn *fn = rewriter_for(l->items[i].name);
         if (fn && rewrite_value(t, fn, &m, &l->items[i].value)) return FERRY_ENOMEM;
     }
