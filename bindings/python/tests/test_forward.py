@@ -642,6 +642,20 @@ def _counts():
             len(os.listdir("/proc/self/fd")))
 
 
+def _settled_counts(timeout=5.0):
+    """_counts() once threads from earlier work have finished exiting: a baseline taken
+    while one is still on its way out would make the comparison below wrong."""
+    deadline = time.monotonic() + timeout
+    last = _counts()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = _counts()
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def test_forward_engine_cycles_leak_nothing(origin):
     def hooks():
         return dict(on_accept=lambda s: None, on_auth=lambda s, u, p: True,
@@ -655,7 +669,7 @@ def test_forward_engine_cycles_leak_nothing(origin):
             l = e.forward("127.0.0.1:0", **hooks())
             e.start()
             via_proxy(l.port, origin.url("/warm"), user="u", password="p")
-    before = _counts()
+    before = _settled_counts()
     policies = []
     for i in range(50):
         with ferry.Engine(workers=2) as e:
