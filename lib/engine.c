@@ -12,8 +12,8 @@
 #include "acl.h"
 #include "engine_int.h"
 
-enum { ACCEPTS_PER_WAKEUP = 64, ACCEPT_PAUSE_MS = 100, KEPT_BUFFERS = 64, KEPT_PIPES = 16,
-       HTTP_BLOCK = 131072, KEPT_HTTP_BLOCKS = 64 };
+enum { ACCEPTS_PER_WAKEUP = 64, STOP_ACCEPT_SWEEP = 1024, ACCEPT_PAUSE_MS = 100,
+       KEPT_BUFFERS = 64, KEPT_PIPES = 16, HTTP_BLOCK = 131072, KEPT_HTTP_BLOCKS = 64 };
 
 void ferry_engine_opts_init(ferry_engine_opts *o) {
     memset(o, 0, sizeof *o);
@@ -89,26 +89,26 @@ static void resume_accepting(ferry__loop *loop, void *user_data) {
     if (!w->stopping) watch_listeners(w, 1);
 }
 
-static void on_listener_ready(ferry__loop *loop, int fd, void *user_data, int mask) {
-    (void)mask;
-    ferry_listener *l = user_data;
+/* Accept up to `limit` queued clients of `l` and hand each to its protocol. */
+static void accept_queued(ferry__worker *w, ferry_listener *l, int limit) {
     ferry_engine *e = l->engine;
-    ferry__worker *w = ferry__loop_owner(loop);
-    for (int k = 0; k < ACCEPTS_PER_WAKEUP && !w->stopping; k++) {
+    for (int k = 0; k < limit; k++) {
         ferry__sockaddr peer;
         socklen_t len = sizeof peer;
-        int cfd = accept4(fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int cfd = accept4(l->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            if (!w->stopping &&
+                (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
                 /* Out of descriptors: stop accepting briefly rather than spin on a listener
                  * that stays readable. */
                 ferry__log(e, FERRY_LOG_WARN, "%s: accept: %s; pausing accepts for %d ms",
                            l->name, strerror(errno), ACCEPT_PAUSE_MS);
                 watch_listeners(w, 0);
                 w->accept_paused = 1;
-                if (ferry__timer_start(loop, &w->accept_timer, ACCEPT_PAUSE_MS, resume_accepting, w))
-                    resume_accepting(loop, w);
+                if (ferry__timer_start(w->loop, &w->accept_timer, ACCEPT_PAUSE_MS,
+                                       resume_accepting, w))
+                    resume_accepting(w->loop, w);
             }
             return; /* EAGAIN: another worker took it, or the queue is empty */
         }
@@ -123,6 +123,13 @@ static void on_listener_ready(ferry__loop *loop, int fd, void *user_data, int ma
         else
             ferry__protocol_accept(w, l, cfd, &peer);
     }
+}
+
+static void on_listener_ready(ferry__loop *loop, int fd, void *user_data, int mask) {
+    (void)fd;
+    (void)mask;
+    ferry__worker *w = ferry__loop_owner(loop);
+    if (!w->stopping) accept_queued(w, user_data, ACCEPTS_PER_WAKEUP);
 }
 
 /* ---- stopping ---- */
@@ -183,6 +190,11 @@ static void stop_accepting(ferry__worker *w) {
     ferry_engine *e = w->engine;
     watch_listeners(w, 0);
     ferry__timer_stop(w->loop, &w->accept_timer);
+    /* A client whose wakeup went to this worker may still be queued, and with exclusive
+     * watches nobody else is woken for it: neither another worker nor an engine that took
+     * the listener over (ferry_engine_take_listeners). Serve it, during the drain. */
+    for (ferry_listener *l = e->listeners; l; l = l->next)
+        if (l->fd >= 0) accept_queued(w, l, STOP_ACCEPT_SWEEP);
     if (atomic_fetch_add(&e->workers_not_accepting, 1) + 1 < e->opts.workers) return;
     for (ferry_listener *l = e->listeners; l; l = l->next) {
         close(l->fd);
@@ -315,13 +327,49 @@ void ferry_engine_free(ferry_engine *e) {
     ferry__free(&a, e);
 }
 
-static ferry_err open_listener(const char *address, int backlog, int *fd_out, uint16_t *port_out) {
+/* The address a listener asks for, as a socket address. */
+static ferry_err listen_address(const char *address, ferry__sockaddr *sa) {
     char host[FERRY_HOST_MAX];
     uint16_t port;
-    ferry__sockaddr sa;
     ferry_err err = ferry__addr_split(address, host, sizeof host, &port);
     if (err) return err;
-    if (ferry__addr_from_literal(host, port, &sa) < 0) return FERRY_EADDR;
+    return ferry__addr_from_literal(host, port, sa) < 0 ? FERRY_EADDR : FERRY_OK;
+}
+
+static int same_address(const ferry__sockaddr *a, const ferry__sockaddr *b) {
+    socklen_t len = ferry__sockaddr_len(a);
+    return len == ferry__sockaddr_len(b) && memcmp(a, b, len) == 0;
+}
+
+static int already_taken(const ferry_engine *e, const ferry_listener *old) {
+    for (const ferry_listener *l = e->listeners; l; l = l->next)
+        if (l->taken_from == old) return 1;
+    return 0;
+}
+
+/* Share the socket of the predecessor's listener that asked for the same address (the
+ * first one not taken yet, for several asking for port 0): 1 if there was one. The
+ * predecessor is only read: a successor that fails and is freed leaves it as it was. */
+static int take_predecessor_socket(ferry_engine *e, ferry_listener *l, int backlog) {
+    if (!e->predecessor) return 0;
+    for (const ferry_listener *old = e->predecessor->listeners; old; old = old->next) {
+        if (old->fd < 0 || !same_address(&old->asked, &l->asked) || already_taken(e, old))
+            continue;
+        int fd = fcntl(old->fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) return 0; /* bind anew, which reports the conflict */
+        listen(fd, backlog); /* the new backlog applies to the shared queue */
+        l->taken_from = old;
+        l->fd = fd;
+        l->port = old->port;
+        return 1;
+    }
+    return 0;
+}
+
+static ferry_err open_listener(const ferry__sockaddr *asked, int backlog, int *fd_out,
+                               uint16_t *port_out) {
+    ferry__sockaddr sa = *asked;
+    ferry_err err;
     int fd = socket(sa.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return ferry__err_from_errno(errno);
     int one = 1;
@@ -397,8 +445,10 @@ ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, 
     ferry_err err = FERRY_ENOMEM;
     if (l->opts.address && l->name)
         err = parse_trust(e, l, opts);
-    if (!err)
-        err = open_listener(opts->address, opts->backlog > 0 ? opts->backlog : 511, &l->fd, &l->port);
+    int backlog = opts->backlog > 0 ? opts->backlog : 511;
+    if (!err) err = listen_address(opts->address, &l->asked);
+    if (!err && !take_predecessor_socket(e, l, backlog))
+        err = open_listener(&l->asked, backlog, &l->fd, &l->port);
     if (err) {
         ferry__free(&e->alloc, (char *)l->opts.address);
         ferry__free(&e->alloc, l->name);
@@ -414,6 +464,13 @@ ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, 
 }
 
 uint16_t ferry_listener_port(const ferry_listener *l) { return l ? l->port : 0; }
+
+ferry_err ferry_engine_take_listeners(ferry_engine *e, ferry_engine *previous) {
+    if (!e || !previous || e == previous) return FERRY_EINVAL;
+    if (atomic_load(&e->state) != ENGINE_NEW) return FERRY_ESTATE;
+    e->predecessor = previous;
+    return FERRY_OK;
+}
 
 void ferry_engine_get_stats(const ferry_engine *e, ferry_engine_stats *out) {
     if (!out) return;

@@ -61,6 +61,9 @@ struct ferry_listener {
     unsigned ntrusted;
     struct ferry__cidr *forwarders; /* whose X-Forwarded-* / Forwarded are kept */
     unsigned nforwarders;
+    ferry__sockaddr asked; /* the address asked for (port 0 stays 0) */
+    const ferry_listener *taken_from; /* the predecessor's listener whose socket this
+                                       * shares; only compared, never followed */
 };
 
 /* Backend administrative states (ferry_backend.admin). */
@@ -134,6 +137,7 @@ struct ferry_engine {
     ferry__worker *workers;
     ferry_listener *listeners;
     ferry_pool *pools;
+    ferry_engine *predecessor; /* ferry_engine_take_listeners(); only while listening */
     ferry__resolver *resolver;
     atomic_int state;
     atomic_int stop_requested;

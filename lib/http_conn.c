@@ -17,7 +17,7 @@
 
 /* Client reads are heads and request bodies; upstream reads are mostly response bodies,
  * read in larger pieces to save system calls. Both fit the worker's 128 KiB blocks. */
-enum { HIGH_WATER = 65536, READ_CHUNK = 16384, UPSTREAM_READ = 65536 };
+enum { HIGH_WATER = 65536, READ_CHUNK = 16384, UPSTREAM_READ = 65536, DRAIN_IDLE_GRACE_MS = 1000 };
 
 enum client_state {
     CS_HEAD,     /* waiting for (more of) a request head; also keep-alive idle */
@@ -276,12 +276,27 @@ static void abort_conn(ferry__conn *base, ferry_err why) {
     conn_close((ferry__http_conn *)base, "drained", why);
 }
 
-/* Shutdown began: idle keep-alive connections close now, busy ones after their response. */
+/* How long an idle keep-alive connection may wait for its next request: shorter once
+ * shutdown began (DRAIN_IDLE_GRACE_MS). Not at once even then: closing would race a
+ * request the client may be sending right now, and the client would see it fail. */
+static unsigned idle_timeout(const ferry__http_conn *c) {
+    unsigned ms = opts_of(c)->keepalive_timeout_ms;
+    return c->base.worker->stopping && ms > DRAIN_IDLE_GRACE_MS ? DRAIN_IDLE_GRACE_MS : ms;
+}
+
+/* Shutdown began: each connection finishes the request in progress, and then closes. The
+ * next response head says Connection: close (start_txn sees `stopping`); one that already
+ * promised keep-alive is honoured: the client may send another request the moment it
+ * ends, so that request is served (with Connection: close) rather than met by a close. */
 static void drain_conn(ferry__conn *base) {
     ferry__http_conn *c = (ferry__http_conn *)base;
-    c->keep_alive = 0;
-    c->close_after = 1;
-    if (c->state == CS_HEAD && !ferry__bytes_pending(&c->in)) conn_free(c);
+    if (c->state == CS_HEAD) {
+        if (!ferry__bytes_pending(&c->in) &&
+            c->deadline_ms > ferry__loop_now(loop_of(c)) + DRAIN_IDLE_GRACE_MS)
+            arm(c, DRAIN_IDLE_GRACE_MS);
+        return;
+    }
+    if (!c->resp_head_done) c->keep_alive = 0;
 }
 
 /* Answer with a short response of our own and close once it is written. */
@@ -447,7 +462,7 @@ static void start_head(ferry__http_conn *c) {
     c->txn_start_us = ferry__now_us();
     c->txn_wall_us = ferry__wall_us();
     const ferry_listener_opts *o = opts_of(c);
-    arm(c, c->first || ferry__bytes_pending(&c->in) ? o->header_timeout_ms : o->keepalive_timeout_ms);
+    arm(c, c->first || ferry__bytes_pending(&c->in) ? o->header_timeout_ms : idle_timeout(c));
     ferry__bytes_trim(&c->in, bytes_of(c));
     if (ferry__bytes_pending(&c->in))
         parse_head(c); /* a pipelined request is already here */

@@ -6,6 +6,8 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -183,47 +185,20 @@ void daemon_raise_nofile_limit(const char *prog) {
             (unsigned long long)old, strerror(errno));
 }
 
-/* The engine the stop handler acts on. Set before the handler is installed and never
- * changed after, so the handler only ever reads a settled value. */
-static ferry_engine *stop_engine;
-
-static void on_stop_signal(int sig) {
-    (void)sig;
-    int saved = errno; /* the interrupted code may be about to read errno */
-    ferry_engine_signal_stop(stop_engine);
-    errno = saved;
-}
-
-static void stop_signal_set(sigset_t *set) {
+/* The signals the main thread waits for; every other thread keeps them blocked. */
+static void serve_signal_set(sigset_t *set) {
     sigemptyset(set);
     sigaddset(set, SIGINT);
     sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
 }
 
 void daemon_signals_block(void) {
     /* A peer that closes mid-write must cost one session, not the process. */
     signal(SIGPIPE, SIG_IGN);
     sigset_t set;
-    stop_signal_set(&set);
+    serve_signal_set(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-}
-
-int daemon_signals_attach(ferry_engine *engine) {
-    stop_engine = engine;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0) return -1;
-    sigset_t set;
-    stop_signal_set(&set);
-    int rc = pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-    if (rc != 0) {
-        errno = rc;
-        return -1;
-    }
-    return 0;
 }
 
 ferry_err daemon_open_logger(const char *prog, const char *what, const char *path,
@@ -235,18 +210,101 @@ ferry_err daemon_open_logger(const char *prog, const char *what, const char *pat
     return err;
 }
 
-int daemon_serve(const char *prog, ferry_engine *engine) {
-    ferry_err err = ferry_engine_start(engine);
-    if (err != FERRY_OK) return daemon_fail(prog, "cannot start engine: %s", ferry_strerror(err));
-    if (daemon_signals_attach(engine) != 0) {
-        fprintf(stderr, "%s: cannot install signal handlers: %s\n", prog, strerror(errno));
-        return DAEMON_EXIT_FAIL; /* ferry_engine_free() stops the workers */
+/* An engine on its way out: a thread waits for its workers, then the main thread frees it. */
+typedef struct retiring {
+    struct retiring *next;
+    ferry_engine *engine;
+    void *state; /* handed to the reloader's retire() after the engine is freed */
+    pthread_t waiter;
+    atomic_int done;
+} retiring;
+
+static void *wait_retiring(void *arg) {
+    retiring *r = arg;
+    ferry_engine_wait(r->engine);
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+/* Stop `engine` with its drain and put it on `list`. 0, or -1 if no thread could wait for
+ * it (it was stopped anyway). */
+static int retire(retiring **list, ferry_engine *engine, void *state) {
+    ferry_engine_signal_stop(engine);
+    retiring *r = calloc(1, sizeof *r);
+    if (!r) return -1;
+    r->engine = engine;
+    r->state = state;
+    if (pthread_create(&r->waiter, NULL, wait_retiring, r) != 0) {
+        free(r);
+        return -1;
     }
-    err = ferry_engine_wait(engine);
-    daemon_signals_block(); /* the handler must not touch the engine once it is freed */
-    if (err != FERRY_OK)
-        return daemon_fail(prog, "engine stopped with an error: %s (%s)", ferry_strerror(err),
-                           ferry_err_name(err));
+    r->next = *list;
+    *list = r;
+    return 0;
+}
+
+/* Free the retired engines that have finished (all of them, waiting, if `all`). The last
+ * one, `keep` (the engine daemon_serve() returns to its caller), is only joined. */
+static void reap(retiring **list, const daemon_reloader *reloader, ferry_engine *keep, int all) {
+    for (retiring **p = list; *p;) {
+        retiring *r = *p;
+        if (!all && !atomic_load(&r->done)) {
+            p = &r->next;
+            continue;
+        }
+        pthread_join(r->waiter, NULL);
+        if (r->engine != keep) {
+            ferry_engine_free(r->engine);
+            if (reloader && reloader->retire) reloader->retire(reloader->ctx, r->state);
+        }
+        *p = r->next;
+        free(r);
+    }
+}
+
+static int all_done(const retiring *list) {
+    for (; list; list = list->next)
+        if (!atomic_load(&list->done)) return 0;
+    return 1;
+}
+
+int daemon_serve(const char *prog, ferry_engine **engine, const daemon_reloader *reloader) {
+    ferry_err err = ferry_engine_start(*engine);
+    if (err != FERRY_OK) return daemon_fail(prog, "cannot start engine: %s", ferry_strerror(err));
+    sigset_t set;
+    serve_signal_set(&set);
+    retiring *old = NULL;
+    int stopping = 0;
+    const struct timespec tick = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+    while (!stopping || !all_done(old)) {
+        /* Tick only while something drains, to free it soon after it has finished. */
+        int sig = sigtimedwait(&set, NULL, old ? &tick : NULL);
+        reap(&old, reloader, *engine, 0);
+        if (sig == SIGHUP && !stopping) {
+            if (!reloader) {
+                fprintf(stderr, "%s: SIGHUP: nothing to reload (only a --config file is); "
+                                "carrying on\n", prog);
+                continue;
+            }
+            void *state = NULL;
+            ferry_engine *next = reloader->reload(reloader->ctx, *engine, &state);
+            if (!next) continue; /* reported; the running engine carries on */
+            if (retire(&old, *engine, state) != 0) {
+                ferry_engine_wait(*engine); /* no waiter thread: wait here instead */
+                ferry_engine_free(*engine);
+                if (reloader->retire) reloader->retire(reloader->ctx, state);
+            }
+            *engine = next;
+        } else if ((sig == SIGINT || sig == SIGTERM) && !stopping) {
+            stopping = 1;
+            if (retire(&old, *engine, NULL) != 0) break; /* waited for below */
+        } else if (sig == SIGINT || sig == SIGTERM) {
+            /* A second stop signal: close what is still draining now. */
+            for (retiring *r = old; r; r = r->next) ferry_engine_stop(r->engine, 0);
+        }
+    }
+    reap(&old, reloader, *engine, 1);
+    ferry_engine_wait(*engine);
     fprintf(stderr, "%s: stopped\n", prog);
     return DAEMON_EXIT_OK;
 }

@@ -71,24 +71,32 @@ const char *daemon_why_unwritable(const char *path);
  * Warns on stderr (and carries on) if the limit cannot be raised. */
 void daemon_raise_nofile_limit(const char *prog);
 
-/* Block SIGINT/SIGTERM in the calling thread and ignore SIGPIPE. Call it before any
- * ferry thread exists: threads inherit the mask, so the engine's threads never run the
- * stop handler, and a signal that arrives early stays pending instead of being lost. */
+/* Block SIGINT, SIGTERM and SIGHUP in the calling thread and ignore SIGPIPE. Call it
+ * before any ferry thread exists: threads inherit the mask, so only the thread in
+ * daemon_serve() ever takes these signals, and one that arrives early stays pending. */
 void daemon_signals_block(void);
-
-/* Install the SIGINT/SIGTERM handler that calls ferry_engine_signal_stop(engine), then
- * unblock the two signals in the calling thread only. Call it after ferry_engine_start(),
- * from the thread that will wait for the engine. Block again with daemon_signals_block()
- * before freeing the engine. Returns 0, or -1 with errno set. */
-int daemon_signals_attach(ferry_engine *engine);
 
 /* Open a logger on `path` ("stderr", "-" for stdout, or a file), reporting failure as
  * "PROG: cannot open WHAT 'PATH': why". */
 ferry_err daemon_open_logger(const char *prog, const char *what, const char *path,
                              ferry_logger **out);
 
-/* Start the engine's workers, attach the stop signals and wait until a stop signal has
- * been handled. Returns the exit status. */
-int daemon_serve(const char *prog, ferry_engine *engine);
+/* What SIGHUP does. reload() builds and starts the replacement of `running` (taking over
+ * its listeners: ferry_engine_take_listeners()) and returns it, setting *retired to what
+ * must outlive `running` (its configuration); or it reports why not and returns NULL, and
+ * `running` carries on. Once the replaced engine has drained, daemon_serve() frees it and
+ * then calls retire(ctx, that state). */
+typedef struct daemon_reloader {
+    ferry_engine *(*reload)(void *ctx, ferry_engine *running, void **retired);
+    void (*retire)(void *ctx, void *retired);
+    void *ctx;
+} daemon_reloader;
+
+/* Start *engine's workers and wait, in the calling thread (after daemon_signals_block()),
+ * for signals: SIGINT/SIGTERM drain and stop every engine (a second one closes what is
+ * still draining), SIGHUP reloads through `reloader` (NULL: SIGHUP is reported and
+ * ignored). Returns the exit status once everything has stopped; *engine is then the last
+ * engine (stopped, not freed: the caller frees it), the others are freed. */
+int daemon_serve(const char *prog, ferry_engine **engine, const daemon_reloader *reloader);
 
 #endif

@@ -358,7 +358,7 @@ static int run(const config *cfg) {
     }
     status = listen_all(cfg, engine, access_log);
     if (status != CONTINUE) goto out;
-    status = daemon_serve(PROG, engine);
+    status = daemon_serve(PROG, &engine, NULL);
 out:
     ferry_engine_free(engine); /* before the loggers: it may still log while stopping */
     ferry_logger_free(access_log);

@@ -137,7 +137,11 @@ static void print_usage(FILE *out) {
         "  --config FILE              read everything from FILE: backend pools, any\n"
         "                             number of http, tcp and sni listeners with routes\n"
         "                             by host and path, and what the flags below set;\n"
-        "                             no other flag may be given with it\n"
+        "                             no other flag may be given with it; SIGHUP\n"
+        "                             reads it again: new connections use the new\n"
+        "                             configuration, live ones finish on the old one,\n"
+        "                             and a file with an error is refused (logged) while\n"
+        "                             the running configuration stays\n"
         "  --check-config             with --config: check the file completely (backend\n"
         "                             names are resolved; no port is bound, no log file\n"
         "                             created), say so and exit 0, or print FILE:LINE:\n"
@@ -524,7 +528,7 @@ static int run(const config *cfg) {
         goto out;
     }
     announce(cfg, listener);
-    status = daemon_serve(PROG, engine);
+    status = daemon_serve(PROG, &engine, NULL);
 out:
     ferry_engine_free(engine); /* before the loggers: it may still log while stopping */
     ferry_logger_free(access_log);
@@ -555,58 +559,105 @@ static void announce_file(ferry_reverse_config *rc, unsigned workers) {
     }
 }
 
+/* What serving a configuration file keeps between reloads. */
+typedef struct file_state {
+    const char *path;
+    ferry_reverse_config *rc;  /* the running engine's configuration */
+    ferry_logger *stderr_log;  /* the error log of configurations without error-log */
+} file_state;
+
+/* Build `rc` on a new engine (*out, also on error: free it) that takes over the listening
+ * sockets of `previous` (NULL at start-up). Reports into err. */
+static ferry_err build_from_file(file_state *fs, ferry_reverse_config *rc, ferry_engine *previous,
+                                 ferry_engine **out, unsigned *workers, char *err, size_t size) {
+    ferry_engine_opts eo;
+    ferry_engine_opts_init(&eo);
+    ferry_err e = ferry_reverse_config_engine_opts(rc, &eo, err, size);
+    if (e != FERRY_OK) return e;
+    if (!eo.log) { /* no error-log line: stderr, as without --config */
+        if (!fs->stderr_log &&
+            daemon_open_logger(PROG, "error log", "stderr", &fs->stderr_log) != FERRY_OK) {
+            snprintf(err, size, "cannot open the error log on stderr");
+            return FERRY_ESYS;
+        }
+        eo.log = ferry_logger_log_fn;
+        eo.log_user_data = fs->stderr_log;
+    }
+    *workers = eo.workers;
+    e = ferry_engine_new(&eo, out);
+    if (e != FERRY_OK) {
+        snprintf(err, size, "cannot create engine: %s", ferry_strerror(e));
+        return e;
+    }
+    if (previous) ferry_engine_take_listeners(*out, previous);
+    return ferry_reverse_config_apply(rc, *out, err, size);
+}
+
+/* SIGHUP: read the file again and start a new engine on it, which takes the listening
+ * sockets over; the running one then drains on the old configuration. */
+static ferry_engine *reload_file(void *ctx, ferry_engine *running, void **retired) {
+    file_state *fs = ctx;
+    char err[1024];
+    ferry_reverse_config *rc = NULL;
+    ferry_engine *engine = NULL;
+    unsigned workers = 0;
+    ferry_err e = ferry_reverse_config_load(fs->path, NULL, &rc, err, sizeof err);
+    if (e == FERRY_OK) e = build_from_file(fs, rc, running, &engine, &workers, err, sizeof err);
+    if (e == FERRY_OK && (e = ferry_engine_start(engine)) != FERRY_OK)
+        snprintf(err, sizeof err, "cannot start engine: %s", ferry_strerror(e));
+    if (e != FERRY_OK) {
+        fprintf(stderr, PROG ": reload refused, the running configuration stays: %s\n", err);
+        ferry_engine_free(engine);
+        ferry_reverse_config_free(rc);
+        return NULL;
+    }
+    fprintf(stderr, PROG ": %s: configuration reloaded\n", fs->path);
+    announce_file(rc, workers);
+    *retired = fs->rc;
+    fs->rc = rc;
+    return engine;
+}
+
+static void retire_file(void *ctx, void *retired) {
+    (void)ctx;
+    ferry_reverse_config_free(retired);
+}
+
 /* Everything from the file, which the library reads, checks and builds. */
 static int run_file(const config *cfg) {
     char err[1024];
-    ferry_reverse_config *rc = NULL;
-    ferry_err e = ferry_reverse_config_load(cfg->config_file, NULL, &rc, err, sizeof err);
-    if (e == FERRY_OK && cfg->check_config) e = ferry_reverse_config_check(rc, err, sizeof err);
+    file_state fs = {.path = cfg->config_file};
+    ferry_err e = ferry_reverse_config_load(cfg->config_file, NULL, &fs.rc, err, sizeof err);
+    if (e == FERRY_OK && cfg->check_config) e = ferry_reverse_config_check(fs.rc, err, sizeof err);
     if (e != FERRY_OK) {
         fprintf(stderr, PROG ": %s\n", err);
-        ferry_reverse_config_free(rc);
+        ferry_reverse_config_free(fs.rc);
         return e == FERRY_ENOMEM ? DAEMON_EXIT_FAIL : DAEMON_EXIT_USAGE;
     }
     if (cfg->check_config) {
         fprintf(stderr, PROG ": %s: configuration OK\n", cfg->config_file);
-        ferry_reverse_config_free(rc);
+        ferry_reverse_config_free(fs.rc);
         return DAEMON_EXIT_OK;
     }
     daemon_raise_nofile_limit(PROG);
     daemon_signals_block(); /* before the loggers and the engine start their threads */
 
-    ferry_logger *stderr_log = NULL;
     ferry_engine *engine = NULL;
-    int status = DAEMON_EXIT_FAIL;
-    ferry_engine_opts eo;
-    ferry_engine_opts_init(&eo);
-    e = ferry_reverse_config_engine_opts(rc, &eo, err, sizeof err);
-    if (e != FERRY_OK) {
-        daemon_fail(PROG, "%s", err);
-        goto out;
-    }
-    if (!eo.log) { /* no error-log line: stderr, as without --config */
-        if (daemon_open_logger(PROG, "error log", "stderr", &stderr_log) != FERRY_OK) goto out;
-        eo.log = ferry_logger_log_fn;
-        eo.log_user_data = stderr_log;
-    }
-    e = ferry_engine_new(&eo, &engine);
-    if (e != FERRY_OK) {
-        daemon_fail(PROG, "cannot create engine: %s", ferry_strerror(e));
-        goto out;
-    }
-    e = ferry_reverse_config_apply(rc, engine, err, sizeof err);
+    unsigned workers = 0;
+    int status;
+    e = build_from_file(&fs, fs.rc, NULL, &engine, &workers, err, sizeof err);
     if (e != FERRY_OK) {
         fprintf(stderr, PROG ": %s\n", err);
         /* The file's fault (a name that does not resolve) or the moment's (a port in use). */
         status = e == FERRY_ECONFIG ? DAEMON_EXIT_USAGE : DAEMON_EXIT_FAIL;
-        goto out;
+    } else {
+        announce_file(fs.rc, workers);
+        daemon_reloader reloader = {.reload = reload_file, .retire = retire_file, .ctx = &fs};
+        status = daemon_serve(PROG, &engine, &reloader);
     }
-    announce_file(rc, eo.workers);
-    status = daemon_serve(PROG, engine);
-out:
     ferry_engine_free(engine); /* before the logs: it may still log while stopping */
-    ferry_reverse_config_free(rc);
-    ferry_logger_free(stderr_log);
+    ferry_reverse_config_free(fs.rc);
+    ferry_logger_free(fs.stderr_log);
     return status;
 }
 

@@ -147,6 +147,20 @@ FERRY_API void ferry_listener_opts_init(ferry_listener_opts *opts);
 FERRY_API ferry_err ferry_engine_listen(ferry_engine *engine, const ferry_listener_opts *opts,
                                         ferry_listener **out);
 
+/* Let `engine` (not started) take over the listening sockets of `previous`, a running
+ * engine, for a reload without losing a connection: each later ferry_engine_listen() on
+ * `engine` whose address equals (as a socket address; "port 0" matches "port 0", the
+ * first such listener first) that of one of previous's listeners shares that listener's
+ * socket instead of binding a new one, so both engines accept from one queue. Then start
+ * `engine` and stop `previous` with a drain: it stops accepting (serving the clients
+ * already queued for it), finishes its live connections on its own configuration and
+ * closes its copy of the sockets; `engine` keeps them open. Listeners that find no match
+ * bind as usual; sockets nobody took close with `previous`.
+ * From the owning thread of both engines; `previous` must not be stopped or freed before
+ * the last ferry_engine_listen() on `engine` has returned. FERRY_ESTATE if `engine` has
+ * started. */
+FERRY_API ferry_err ferry_engine_take_listeners(ferry_engine *engine, ferry_engine *previous);
+
 /* The bound port (useful after binding port 0). */
 FERRY_API uint16_t ferry_listener_port(const ferry_listener *listener);
 

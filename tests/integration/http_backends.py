@@ -20,6 +20,7 @@ The answer depends on the request path (see HttpBackend.respond):
   /hang         reads the request, never answers, waits for the proxy to give up
   /stall        200, Content-Length: 100, then 10 bytes, then nothing (waits for a close)
   /ws           with Upgrade: websocket: 101, then echoes raw bytes until EOF
+  /delay/MS     the JSON description below, its body MS milliseconds after its head
   anything else 200 with a JSON description of the request: method, target, version,
                 headers, body length and sha256, connection index, request index
 
@@ -369,6 +370,11 @@ class HttpBackend:
              "Content-Type: application/json", f"Content-Length: {len(body)}"]
         if not keep:
             h.append("Connection: close")
+        if parts[0] == "delay" and len(parts) == 2 and parts[1].isdigit():
+            conn.sendall(_head("HTTP/1.1 200 OK", h))
+            time.sleep(int(parts[1]) / 1000)
+            conn.sendall(b"" if head_only else body)
+            return keep
         conn.sendall(_head("HTTP/1.1 200 OK", h) + (b"" if head_only else body))
         return keep
 

@@ -77,14 +77,17 @@ typedef struct proxy {
     log_sink sink;
 } proxy;
 
-static void proxy_start(proxy *p, unsigned workers, const uint16_t *backends, int nbackends,
-                        unsigned connect_timeout_ms) {
+/* A proxy on 127.0.0.1:0 that takes over `previous`'s listening socket (NULL: binds). */
+static void proxy_start_after(proxy *p, ferry_engine *previous, unsigned workers,
+                              const uint16_t *backends, int nbackends,
+                              unsigned connect_timeout_ms) {
     memset(p, 0, sizeof *p);
     pthread_mutex_init(&p->sink.lock, NULL);
     ferry_engine_opts eo;
     ferry_engine_opts_init(&eo);
     eo.workers = workers;
     ck_assert_int_eq(ferry_engine_new(&eo, &p->engine), FERRY_OK);
+    if (previous) ck_assert_int_eq(ferry_engine_take_listeners(p->engine, previous), FERRY_OK);
     ck_assert_int_eq(ferry_pool_new(p->engine, "backends", &p->pool), FERRY_OK);
     for (int i = 0; i < nbackends; i++) {
         char addr[32];
@@ -102,6 +105,18 @@ static void proxy_start(proxy *p, unsigned workers, const uint16_t *backends, in
     p->port = ferry_listener_port(p->listener);
     ck_assert_uint_gt(p->port, 0);
     ck_assert_int_eq(ferry_engine_start(p->engine), FERRY_OK);
+}
+
+static void proxy_start(proxy *p, unsigned workers, const uint16_t *backends, int nbackends,
+                        unsigned connect_timeout_ms) {
+    proxy_start_after(p, NULL, workers, backends, nbackends, connect_timeout_ms);
+}
+
+static int sink_closes(log_sink *k) {
+    pthread_mutex_lock(&k->lock);
+    int n = k->closes;
+    pthread_mutex_unlock(&k->lock);
+    return n;
 }
 
 static void proxy_free(proxy *p) {
@@ -441,6 +456,111 @@ START_TEST(engines_are_independent) {
 }
 END_TEST
 
+/* ---- reload: a successor engine takes the listening socket over ---- */
+
+typedef struct hammer {
+    uint16_t port;
+    atomic_int stop;
+    int done, failed, first_errno;
+} hammer;
+
+/* Short connections one after another, each echoing a few bytes; bounded in count. */
+static void *hammer_main(void *arg) {
+    hammer *h = arg;
+    for (int i = 0; i < 20000 && !atomic_load(&h->stop); i++) {
+        int fd = connect_loopback(h->port);
+        char buf[8];
+        int ok = fd >= 0 && send(fd, "ping", 4, 0) == 4 && recv(fd, buf, 4, MSG_WAITALL) == 4 &&
+                 memcmp(buf, "ping", 4) == 0;
+        if (!ok && !h->failed++) h->first_errno = errno;
+        h->done++;
+        if (fd >= 0) close(fd);
+    }
+    return NULL;
+}
+
+START_TEST(a_successor_engine_takes_the_listener_over_without_losing_a_client) {
+    echo_server e;
+    ck_assert_int_eq(echo_start(&e), 0);
+    uint16_t backends[] = {e.port};
+    proxy old, next;
+    proxy_start(&old, 2, backends, 1, 2000);
+    int live = connect_loopback(old.port); /* a session of the old engine, kept open */
+    char c;
+    ck_assert_int_eq(send(live, "a", 1, 0), 1);
+    ck_assert_int_eq(recv(live, &c, 1, 0), 1);
+
+    hammer h = {.port = old.port};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, hammer_main, &h), 0);
+    usleep(100000);
+    proxy_start_after(&next, old.engine, 2, backends, 1, 2000);
+    ck_assert_uint_eq(next.port, old.port); /* the same socket, not a new bind */
+    ck_assert_int_eq(ferry_engine_stop(old.engine, 5000), FERRY_OK);
+    usleep(200000);
+    /* The old engine's live session still works; new clients reach the successor. */
+    ck_assert_int_eq(send(live, "b", 1, 0), 1);
+    ck_assert_int_eq(recv(live, &c, 1, 0), 1);
+    ck_assert_int_eq(c, 'b');
+    int served_by_next = sink_closes(&next.sink);
+    usleep(100000);
+    ck_assert_int_gt(sink_closes(&next.sink), served_by_next);
+    close(live);
+    ck_assert_int_eq(ferry_engine_wait(old.engine), FERRY_OK);
+    proxy_free(&old); /* closes its copy of the socket only */
+    usleep(100000);
+    atomic_store(&h.stop, 1);
+    pthread_join(t, NULL);
+    ck_assert_msg(h.failed == 0, "%d of %d clients failed (first: %s)", h.failed, h.done,
+                  strerror(h.first_errno));
+    ck_assert_int_gt(h.done, 50);
+    int fd = connect_loopback(next.port);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(send(fd, "z", 1, 0), 1);
+    ck_assert_int_eq(recv(fd, &c, 1, 0), 1);
+    close(fd);
+    proxy_free(&next);
+    echo_stop(&e);
+}
+END_TEST
+
+START_TEST(a_failed_successor_leaves_the_running_engine_as_it_was) {
+    echo_server e;
+    ck_assert_int_eq(echo_start(&e), 0);
+    uint16_t backends[] = {e.port};
+    proxy p;
+    proxy_start(&p, 1, backends, 1, 2000);
+    ck_assert_int_eq(ferry_engine_take_listeners(p.engine, p.engine), FERRY_EINVAL);
+    ck_assert_int_eq(ferry_engine_take_listeners(NULL, p.engine), FERRY_EINVAL);
+    ferry_engine *started = p.engine;
+    ferry_engine *other;
+    ck_assert_int_eq(ferry_engine_new(NULL, &other), FERRY_OK);
+    ck_assert_int_eq(ferry_engine_take_listeners(started, other), FERRY_ESTATE);
+    /* A successor that shares the socket, then is given up before it starts. */
+    ck_assert_int_eq(ferry_engine_take_listeners(other, p.engine), FERRY_OK);
+    ferry_listener_opts lo;
+    ferry_listener_opts_init(&lo);
+    lo.address = "127.0.0.1:0";
+    lo.direction = ferry_direction_reverse();
+    lo.direction_data = p.pool;
+    ferry_listener *l;
+    ck_assert_int_eq(ferry_engine_listen(other, &lo, &l), FERRY_OK);
+    ck_assert_uint_eq(ferry_listener_port(l), p.port);
+    ck_assert_int_eq(ferry_engine_listen(other, &lo, &l), FERRY_OK); /* nothing left: binds */
+    ck_assert_uint_ne(ferry_listener_port(l), p.port);
+    ferry_engine_free(other);
+    run_clients(p.port, 2, 10000);
+    /* ... and a later successor can still take it. */
+    proxy next;
+    proxy_start_after(&next, p.engine, 1, backends, 1, 2000);
+    ck_assert_uint_eq(next.port, p.port);
+    proxy_free(&p);
+    run_clients(next.port, 2, 10000);
+    proxy_free(&next);
+    echo_stop(&e);
+}
+END_TEST
+
 /* ---- the allocator hook ---- */
 
 typedef struct counting_alloc {
@@ -560,6 +680,8 @@ int main(void) {
     tcase_add_test(tc, stop_drains_then_closes_live_sessions);
     tcase_add_test(tc, listening_on_a_port_in_use_fails_cleanly);
     tcase_add_test(tc, engines_are_independent);
+    tcase_add_test(tc, a_successor_engine_takes_the_listener_over_without_losing_a_client);
+    tcase_add_test(tc, a_failed_successor_leaves_the_running_engine_as_it_was);
     tcase_add_test(tc, the_engine_allocates_only_through_its_hook_and_frees_everything);
     tcase_add_test(tc, out_of_memory_during_setup_is_an_error_not_a_crash);
     suite_add_tcase(s, tc);
