@@ -13,6 +13,7 @@
 
 #include "engine_int.h"
 #include "ferry/http.h"
+#include "sticky.h"
 
 enum { POINTS_PER_WEIGHT = 160, RING_MAX_POINTS = 1 << 21 };
 
@@ -155,26 +156,13 @@ ferry_err ferry_pool_set_balancer(ferry_pool *p, ferry_balance kind, const char 
 
 /* The value of cookie `name` in the request's Cookie headers ("a=1; b=2"). */
 static int cookie_value(const ferry_txn *t, const char *name, ferry_view *out) {
-    size_t nlen = strlen(name);
+    ferry_view n = {name, strlen(name)};
     unsigned count = ferry_txn_header_count(t, FERRY_TXN_REQUEST);
     for (unsigned i = 0; i < count; i++) {
         ferry_http_header h;
-        if (ferry_txn_header_at(t, FERRY_TXN_REQUEST, i, &h) != FERRY_OK ||
-            h.name.len != 6 || strncasecmp(h.name.ptr, "cookie", 6) != 0)
-            continue;
-        const char *p = h.value.ptr, *end = p + h.value.len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ';')) p++;
-            const char *pair = p;
-            while (p < end && *p != ';') p++;
-            const char *eq = memchr(pair, '=', (size_t)(p - pair));
-            if (eq && (size_t)(eq - pair) == nlen && memcmp(pair, name, nlen) == 0) {
-                const char *v = eq + 1, *ve = p;
-                while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-                *out = (ferry_view){v, (size_t)(ve - v)};
-                return 1;
-            }
-        }
+        if (ferry_txn_header_at(t, FERRY_TXN_REQUEST, i, &h) == FERRY_OK && h.name.len == 6 &&
+            strncasecmp(h.name.ptr, "cookie", 6) == 0 && ferry__cookie_find(h.value, n, out))
+            return 1;
     }
     return 0;
 }
@@ -305,6 +293,19 @@ static ferry_backend *ring_pick(const ferry__ring *r, uint64_t key, uint64_t now
     return NULL;
 }
 
+/* The member the request's sticky cookie names, if it may still take it: sticky clients
+ * stay with a draining backend (as in HAProxy and nginx Plus: draining lets their
+ * sessions end), not with one that is down or removed. */
+static ferry_backend *sticky_pick(ferry_pool *p, uint64_t id, uint64_t now) {
+    for (unsigned i = 0; i < p->nmembers; i++) {
+        ferry_backend *b = p->members[i];
+        if (b->sticky_id == id && atomic_load(&b->admin) != FERRY__BACKEND_REMOVED &&
+            !atomic_load(&b->check_down) && atomic_load(&b->down_until_ms) <= now)
+            return b;
+    }
+    return NULL;
+}
+
 /* keyed: the session has a hash key (hash balancers only). */
 static ferry_backend *first_pick(ferry_pool *p, int keyed, uint64_t key, uint64_t now) {
     switch (p->balance) {
@@ -346,9 +347,12 @@ static ferry_err reverse_pick(void *data, const ferry_session_info *s, unsigned 
     uint64_t key = 0;
     /* Read before locking: parsing headers or cookies needs none of the pool's state. */
     int keyed = *state == 0 && hashing(p->balance) && request_key(p, s, &key);
+    uint64_t sticky = 0;
+    int stuck = *state == 0 && s && ferry__sticky_wanted(s->txn, p, &sticky);
     pthread_mutex_lock(&p->lock);
     if (*state == 0) {
-        pick = first_pick(p, keyed, key, now);
+        if (stuck) pick = sticky_pick(p, sticky, now);
+        if (!pick) pick = first_pick(p, keyed, key, now);
         if (pick) last = pick->id;
     } else {
         last = (uint32_t)((*state & id_mask) - 1);
@@ -366,6 +370,13 @@ static ferry_err reverse_pick(void *data, const ferry_session_info *s, unsigned 
     target->backend = pick;
     snprintf(target->host, sizeof target->host, "%s", pick->address);
     return FERRY_OK;
+}
+
+/* HTTP requests: the pool's sticky cookie is read, and taken out, before the pick. */
+static ferry_verdict reverse_route_request(void *data, ferry_txn *t) {
+    if (ferry__sticky_request(data, t) == FERRY_OK) return FERRY_CONTINUE;
+    ferry_txn_set_reject_status(t, 500);
+    return FERRY_REJECT;
 }
 
 static void reverse_connect_result(void *data, const ferry_target *t, ferry_err result) {
@@ -390,6 +401,7 @@ static const ferry_direction_ops reverse_ops = {
     .pick = reverse_pick,
     .connect_result = reverse_connect_result,
     .answer_error = NULL,
+    .route_request = reverse_route_request,
     .attached = reverse_attached,
     .detached = reverse_detached,
 };

@@ -93,6 +93,8 @@ struct ferry_backend {
     atomic_uint active;             /* sessions/requests attached now */
     _Atomic uint64_t down_until_ms; /* passive marking; monotonic ms; 0 or past: up */
     int64_t current;                /* smooth weighted round-robin state; under pool->lock */
+    uint64_t sticky_id; /* its sticky cookie's value (sticky.c); under pool->config_lock
+                         * before it is published, then fixed */
     /* Health checks and re-resolution: the health loop's thread only. */
     uint8_t watched;      /* its checks / re-resolution are scheduled */
     uint8_t check_phase;
@@ -124,6 +126,9 @@ struct ferry_pool {
     unsigned down_ms;
     int balance;             /* ferry_balance; fixed once the engine starts */
     char *balance_key;
+    char *sticky_name;       /* the sticky cookie (sticky.c); NULL: none; fixed once the
+                              * engine starts, like sticky_key */
+    uint64_t sticky_key[2];
     unsigned resolve_ms;
     ferry_health_opts health; /* path and host point at owned copies */
     int watching;            /* health loop's thread only */

@@ -1204,8 +1204,7 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
             return -1;
         }
         const ferry_listener_opts *lo = opts_of(c);
-        if (!c->fwd && (lo->rewrite_responses || lo->hide_backend_headers) &&
-            ferry__http_rewrite_response(t, c->rt->target_text, lo)) {
+        if (!c->fwd && ferry__http_rewrite_response(t, c->rt, lo)) {
             answer_and_close(c, 502, "error", FERRY_ENOMEM);
             return -1;
         }

@@ -81,6 +81,11 @@ struct ferry_txn {
     size_t n_sub_rules;
     uint8_t sub_icase;
     struct ferry__sub *sub;
+    /* cookie stickiness (sticky.c): the sticky pool the request was balanced over, and
+     * the backend id its cookie named (when sticky_named) */
+    const ferry_pool *sticky_pool;
+    uint64_t sticky_id;
+    uint8_t sticky_named;
     /* during on_body: where ferry_txn_body_write() goes */
     ferry__bytes *body_out;
     ferry__bytes_pool *body_pool;
@@ -112,10 +117,12 @@ char *ferry__txn_alloc(ferry_txn *t, size_t n);
 /* Is `name` hop-by-hop for this message (fixed list, framing, or listed in Connection)? */
 int ferry__http_hop_by_hop(ferry_view name, const ferry__header_list *headers);
 
-/* http_rewrite.c: make the response's Location, Content-Location, Refresh and Set-Cookie
- * name the public address instead of `backend` ("host:port", the one the request went
- * to), with the route's mappings; drop identity headers when the listener says so. */
-ferry_err ferry__http_rewrite_response(ferry_txn *t, const char *backend,
+/* http_rewrite.c: a reverse listener's edits of a response from the upstream `rt` went
+ * to: make its Location, Content-Location, Refresh and Set-Cookie name the public address
+ * instead of the backend's, with the route's mappings (rewrite_responses); drop identity
+ * headers (hide_backend_headers); add the sticky cookie of the backend's pool. */
+struct ferry__route;
+ferry_err ferry__http_rewrite_response(ferry_txn *t, const struct ferry__route *rt,
                                        const ferry_listener_opts *o);
 
 /* Write the upstream request head. body: the request's enum ferry__http_body. */

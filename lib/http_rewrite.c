@@ -1,8 +1,11 @@
 /* Reverse listeners: the response headers in which a backend names itself, rewritten to
- * the address the client used (lib/rewrite.c does the pure work). */
+ * the address the client used (lib/rewrite.c does the pure work), and the pool's sticky
+ * cookie (lib/sticky.c). */
 #include "addr.h"
 #include "http_int.h"
 #include "rewrite.h"
+#include "route.h"
+#include "sticky.h"
 
 typedef ferry__rewrite_status rewrite_fn(const ferry__rewrite_map *, ferry_view, char *, size_t,
                                          size_t *);
@@ -33,16 +36,17 @@ static ferry_err rewrite_value(ferry_txn *t, rewrite_fn *fn, const ferry__rewrit
     return FERRY_OK; /* unchanged or malformed: as the backend sent it */
 }
 
-ferry_err ferry__http_rewrite_response(ferry_txn *t, const char *backend,
-                                       const ferry_listener_opts *o) {
+static void hide_identity(ferry__header_list *l) {
+    unsigned kept = 0;
+    for (unsigned i = 0; i < l->count; i++)
+        if (!ferry__rewrite_is_identity_header(l->items[i].name)) l->items[kept++] = l->items[i];
+    l->count = kept;
+}
+
+/* Location and friends name `backend` ("host:port"): make them name the public address. */
+static ferry_err rewrite_urls(ferry_txn *t, const char *backend, const ferry_listener_opts *o) {
     ferry__header_list *l = &t->resp_headers;
-    if (o->hide_backend_headers) {
-        unsigned kept = 0;
-        for (unsigned i = 0; i < l->count; i++)
-            if (!ferry__rewrite_is_identity_header(l->items[i].name)) l->items[kept++] = l->items[i];
-        l->count = kept;
-    }
-    if (!o->rewrite_responses || !t->host.len) return FERRY_OK;
+    if (!t->host.len) return FERRY_OK;
     unsigned first = 0; /* most responses name nothing: no map to build for them */
     while (first < l->count && !rewriter_for(l->items[first].name)) first++;
     if (first == l->count) return FERRY_OK;
@@ -66,4 +70,12 @@ ferry_err ferry__http_rewrite_response(ferry_txn *t, const char *backend,
         if (fn && rewrite_value(t, fn, &m, &l->items[i].value)) return FERRY_ENOMEM;
     }
     return FERRY_OK;
+}
+
+ferry_err ferry__http_rewrite_response(ferry_txn *t, const ferry__route *rt,
+                                       const ferry_listener_opts *o) {
+    if (o->hide_backend_headers) hide_identity(&t->resp_headers);
+    if (o->rewrite_responses && rewrite_urls(t, rt->target_text, o)) return FERRY_ENOMEM;
+    /* Last: ferry's own cookie is not the backend's to be rewritten. */
+    return ferry__sticky_response(t, rt->target.backend);
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "engine_int.h"
+#include "sticky.h"
 
 enum { WEIGHT_MAX = 1000, MEMBERS_MAX = 0xffff };
 #define ADDR_WORDS FERRY__ARRAY_LEN(((ferry_backend *)0)->addr_words)
@@ -162,6 +163,7 @@ ferry_err ferry_pool_add(ferry_pool *p, const char *address, unsigned weight, fe
         err = FERRY_ENOMEM;
     if (!err) {
         b->id = p->next_id;
+        if (p->sticky_name) b->sticky_id = ferry__sticky_id(p->sticky_key, p->name, b->address);
         err = ferry__ring_change(p, NULL, b, weight, &ring);
     }
     if (!err) {
@@ -294,6 +296,7 @@ void ferry__pools_free(ferry_engine *e) {
         ferry__free(&e->alloc, p->members);
         ferry__ring_free(e, p->ring);
         ferry__free(&e->alloc, p->balance_key);
+        ferry__free(&e->alloc, p->sticky_name);
         ferry__free(&e->alloc, (char *)p->health.path);
         ferry__free(&e->alloc, (char *)p->health.host);
         pthread_mutex_destroy(&p->config_lock);

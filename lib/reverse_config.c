@@ -52,6 +52,8 @@ typedef struct pool_def {
     ferry_balance balance;
     const char *balance_key;
     unsigned balance_line;
+    const char *sticky_name, *sticky_secret; /* sticky-cookie; secret may be NULL */
+    unsigned sticky_line;
     ferry_health_opts health;
     unsigned health_line;
     int has_down_time, has_resolve_interval;
@@ -538,6 +540,18 @@ static ferry_err do_down_time(parser *p, const directive *d, char **args, int na
     return FERRY_OK;
 }
 
+static ferry_err do_sticky_cookie(parser *p, const directive *d, char **args, int nargs) {
+    if (nargs == 2 || (nargs == 3 && (strcasecmp(args[1], "secret") != 0 || !args[2][0])))
+        return fail(p, FERRY_ECONFIG, "%s: expected %s", d->name, d->usage);
+    pool_def *pd = p->pool;
+    pd->sticky_secret = NULL;
+    if (!(pd->sticky_name = arena_strdup(p->cfg, args[0])) ||
+        (nargs == 3 && !(pd->sticky_secret = arena_strdup(p->cfg, args[2]))))
+        return out_of_memory(p);
+    pd->sticky_line = p->line;
+    return FERRY_OK;
+}
+
 static ferry_err do_resolve_interval(parser *p, const directive *d, char **args, int nargs) {
     (void)nargs;
     if (parse_duration(args[0], &p->pool->resolve_interval_ms) != 0)
@@ -794,6 +808,8 @@ static const directive directives[] = {
     {"down-time", IN_POOL, 0, 1, 1, "a duration (e.g. 2s; 0 disables)", do_down_time, 0},
     {"resolve-interval", IN_POOL, 0, 1, 1, "a duration (e.g. 30s; 0 disables)",
      do_resolve_interval, 0},
+    {"sticky-cookie", IN_POOL, 0, 1, 3, "a cookie NAME, then optionally secret SECRET",
+     do_sticky_cookie, 0},
 
     {"pool", IN_LISTEN, MODE_TCP, 1, 1, "NAME", do_listen_pool, 0},
     {"route", IN_LISTEN, MODE_HTTP | MODE_SNI, 2, FERRY__CONF_MAX_WORDS,
@@ -1067,6 +1083,13 @@ static ferry_err build_pool(build *b, const pool_def *pd) {
         return say(c, pd->balance_line, b->err, b->err_size, FERRY_ECONFIG,
                    "balance: '%s' is not a valid %s name", pd->balance_key,
                    pd->balance == FERRY_BALANCE_HASH_HEADER ? "header" : "cookie");
+    if (!rc && pd->sticky_name) {
+        rc = ferry_pool_set_sticky_cookie(pool, pd->sticky_name, pd->sticky_secret);
+        if (rc == FERRY_EINVAL)
+            return say(c, pd->sticky_line, b->err, b->err_size, FERRY_ECONFIG,
+                       "sticky-cookie: '%s' is not a valid cookie name (1-256 letters, digits "
+                       "and !#$%%&'*+-.^_`|~)", pd->sticky_name);
+    }
     if (!rc) rc = ferry_pool_set_health_check(pool, &pd->health);
     if (rc == FERRY_EINVAL)
         return say(c, pd->health_line, b->err, b->err_size, FERRY_ECONFIG,

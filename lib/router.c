@@ -10,6 +10,7 @@
 #include "ferry/router.h"
 #include "http_int.h"
 #include "rewrite.h"
+#include "sticky.h"
 
 enum host_kind { HOST_ANY = 0, HOST_WILDCARD = 1, HOST_EXACT = 2 };
 enum { METHODS_MAX = 16, HEADERS_MAX = 32, PATH_MAX_LEN = 8192 };
@@ -447,6 +448,8 @@ static ferry_verdict router_route_request(void *data, ferry_txn *t) {
         }
     }
     ferry_err e = rewrite_path(rt, t);
+    /* The client's cookies as sent, before the route's header edits. */
+    if (!e) e = ferry__sticky_request(rt->pool, t);
     for (unsigned i = 0; !e && i < rt->nremove; i++)
         e = ferry_txn_header_remove(t, FERRY_TXN_REQUEST, rt->remove[i]);
     for (unsigned i = 0; !e && i < rt->nset; i++)

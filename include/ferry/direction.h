@@ -87,8 +87,10 @@ typedef struct ferry_direction_ops {
 
 /* The built-in reverse policy. Its policy_data is a ferry_pool* (see ferry/pool.h): the
  * pool's balancer (weighted round-robin by default) over its backends, skipping backends
- * marked down or draining, failing over to the next backend when a connect fails. For
- * several pools chosen by host and path, see ferry/router.h. Static table; thread-safe. */
+ * marked down or draining, failing over to the next backend when a connect fails. Its
+ * route_request reads (and removes) the pool's sticky cookie: a policy wrapping this one
+ * calls it too. For several pools chosen by host and path, see ferry/router.h. Static
+ * table; thread-safe. */
 FERRY_API const ferry_direction_ops *ferry_direction_reverse(void);
 
 #ifdef __cplusplus

@@ -68,6 +68,32 @@ typedef enum ferry_balance {
  * round-robin. Before ferry_engine_start() only; from the engine's owning thread. */
 FERRY_API ferry_err ferry_pool_set_balancer(ferry_pool *pool, ferry_balance kind, const char *key);
 
+/* Cookie stickiness for HTTP requests (HAProxy's "cookie NAME insert indirect nocache",
+ * nginx Plus's "sticky cookie NAME"). A request balanced over the pool that carries cookie
+ * `name` naming a backend of the pool goes to that backend while it is not down (passive
+ * marking or health check) or removed; a draining backend keeps its sticky clients (that
+ * is what draining lets finish) and gets no new ones. Otherwise the balancer picks as
+ * usual, and failover after a failed connect walks on as usual. The response then gets
+ * "Set-Cookie: NAME=VALUE; Path=/; HttpOnly" naming the backend that served it (none when
+ * the request's cookie already named it), with "Cache-Control: private" so that shared
+ * caches do not hand that cookie to other clients. Unknown, malformed or stale values are
+ * ignored (balanced, cookie set again). The cookie is removed from the request before it
+ * goes upstream (other cookies are kept as sent; a Cookie header left empty is dropped):
+ * backends never see it; on_request hooks do.
+ *
+ * VALUE is 16 hex digits: SipHash-2-4, under a key derived from `secret`, of the pool's
+ * name and the backend's address as given to ferry_pool_add(). It never shows the address,
+ * and it is the same in every worker and every engine configured with the same pool name,
+ * address and secret (a restart or a reload keeps clients where they are); changing one
+ * of the three moves the clients once. Without a secret (NULL or "") someone who knows the
+ * pool's name can test guessed addresses against a value: set one where that matters.
+ *
+ * `name`: an RFC 6265 cookie name (a token) of 1-256 bytes, else FERRY_EINVAL; NULL or ""
+ * turns stickiness off. Strings are copied. TCP and SNI sessions through the pool are
+ * balanced as usual. Before ferry_engine_start() only; from the engine's owning thread. */
+FERRY_API ferry_err ferry_pool_set_sticky_cookie(ferry_pool *pool, const char *name,
+                                                 const char *secret);
+
 /* How often backends given by name are resolved again in the background, through the
  * engine's asynchronous resolver, on a worker loop; the new address is used by sessions
  * started afterwards (live ones keep theirs). When the name still resolves to the

@@ -1,6 +1,7 @@
 """reversed --config FILE end to end: listeners, pools and routes from a configuration file
 (doc/reverse-config.md) in front of real origin servers; --check-config on good and bad
 files; errors named by file and line; the access logs in their configured formats."""
+import http.client
 import json
 import re
 import signal
@@ -152,6 +153,54 @@ pool echo
     assert len(relayed) == 1 and relayed[0]["client"] == "127.0.0.1"
 
 
+def test_a_sticky_pool_keeps_its_clients_across_a_restart(origins, tmp_path):
+    port = free_port()
+    backends = [origins["web"], origins["api"]]
+    conf = write_config(tmp_path, f"""\
+pool app
+    backend 127.0.0.1:{backends[0].port}
+    backend 127.0.0.1:{backends[1].port}
+    sticky-cookie SRV secret "not in the file of a real site"
+listen 127.0.0.1:{port}
+    route pool app
+""")
+
+    def fetch(cookie=None):
+        """(index of the backend that answered, its Set-Cookie, what reached it)"""
+        before = [len(b.requests) for b in backends]
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            c.request("GET", "/", headers={"Cookie": cookie} if cookie else {})
+            r = c.getresponse()
+            seen = json.loads(r.read())
+            set_cookie, cache = r.getheader("Set-Cookie"), r.getheader("Cache-Control")
+        finally:
+            c.close()
+        served = [i for i, b in enumerate(backends) if len(b.requests) > before[i]]
+        assert len(served) == 1 and r.status == 200
+        assert (set_cookie is None) == (cache is None)
+        return served[0], set_cookie, seen
+
+    with Daemon([REVERSED, "--config", conf], port) as d:
+        home, set_cookie, _ = fetch()
+        m = re.fullmatch(r"SRV=([0-9a-f]{16}); Path=/; HttpOnly", set_cookie or "")
+        assert m, set_cookie
+        cookie = "SRV=" + m.group(1)
+        for _ in range(4):
+            served, set_cookie, seen = fetch("a=1; " + cookie)
+            assert (served, set_cookie) == (home, None)
+            assert header(seen, "Cookie") == ["a=1"]      # the backend never sees SRV
+        assert sorted(fetch()[0] for _ in range(2)) == [0, 1]  # others: round-robin
+        served, set_cookie, _ = fetch("SRV=0123456789abcdef")  # unknown: balanced, set again
+        assert set_cookie and set_cookie.startswith("SRV=")
+        stop(d)
+    # a fresh engine from the same file gives the backend the same value
+    with Daemon([REVERSED, "--config", conf], port) as d:
+        for _ in range(4):
+            assert fetch(cookie)[:2] == (home, None)
+        stop(d)
+
+
 def client_hello(server_name):
     """The first flight of a TLS client naming server_name, as bytes on the wire."""
     ctx = ssl.create_default_context()
@@ -224,6 +273,8 @@ GOOD_POOL = "pool p\n    backend 127.0.0.1:9\n"
      "'max-body' applies to http listeners only (this one is mode tcp)", 2),
     (GOOD_POOL + "listen 127.0.0.1:8080\n    route regex ([ pool p\n", 4,
      "route: bad regular expression '(['", 2),
+    (GOOD_POOL + "    sticky-cookie a/b\nlisten 127.0.0.1:8080\n    route pool p\n", 3,
+     "sticky-cookie: 'a/b' is not a valid cookie name", 2),
     ("pool p\n    backend no-such-host.invalid:80\nlisten 127.0.0.1:8080\n    route pool p\n", 2,
      "backend: cannot resolve 'no-such-host.invalid:80'", 2),
     (GOOD_POOL + "listen 127.0.0.1:8080\n    route pool p\n    access-log /nonexistent/a.log\n", 5,

@@ -18,6 +18,7 @@
 #include "ferry.h"
 #include "http_int.h"
 #include "netutil.h"
+#include "sticky.h"
 #include "testutil.h"
 
 #define CONF "rev.conf"
@@ -260,9 +261,12 @@ START_TEST(pool_settings_reach_the_pool) {
         "    health-check tcp interval=500\n" /* the default 1 s timeout shrinks to fit */
         "    down-time 0\n"
         "    resolve-interval 0\n"
+        "    sticky-cookie SRV secret \"s e c r e t\"\n"
         "pool c\n"
         "    backend 127.0.0.1:3\n"
         "    health-check http / status=204\n"
+        "    sticky-cookie old\n"
+        "    Sticky-Cookie __Host-srv\n"
         "listen 127.0.0.1:0\n"
         "    route pool a\n"
         "    route host b pool b\n"
@@ -290,6 +294,14 @@ START_TEST(pool_settings_reach_the_pool) {
     ck_assert_int_eq(c->health.status_max, 204);
     ck_assert_uint_eq(c->down_ms, 2000); /* untouched defaults */
     ck_assert_uint_eq(c->resolve_ms, 30000);
+    ck_assert_ptr_null(a->sticky_name);
+    ck_assert_str_eq(b->sticky_name, "SRV");
+    ck_assert_str_eq(c->sticky_name, "__Host-srv"); /* the later line wins */
+    uint64_t key[2], none[2];
+    ferry__sticky_key("s e c r e t", key);
+    ferry__sticky_key(NULL, none);
+    ck_assert(b->sticky_key[0] == key[0] && b->sticky_key[1] == key[1]);
+    ck_assert(c->sticky_key[0] == none[0] && c->sticky_key[1] == none[1]);
     ferry_engine_free(e);
     ferry_reverse_config_free(cfg);
 }
@@ -624,6 +636,14 @@ START_TEST(every_error_names_its_line) {
            "host name)"},
         {P "    down-time soon\n", CONF ":3: down-time: 'soon' is not a duration (e.g. 500ms, 30s, "
            "5m, 1h; a bare number is milliseconds)"},
+        {P "    sticky-cookie\n", CONF ":3: sticky-cookie: expected a cookie NAME, then "
+           "optionally secret SECRET"},
+        {P "    sticky-cookie SRV key\n", CONF ":3: sticky-cookie: expected a cookie NAME, then "
+           "optionally secret SECRET"},
+        {P "    sticky-cookie SRV salt x\n", CONF ":3: sticky-cookie: expected a cookie NAME, "
+           "then optionally secret SECRET"},
+        {P "    sticky-cookie SRV secret \"\"\n", CONF ":3: sticky-cookie: expected a cookie "
+           "NAME, then optionally secret SECRET"},
         {P "    resolve-interval -1\n", CONF ":3: resolve-interval: '-1' is not a duration (e.g. "
            "500ms, 30s, 5m, 1h; a bare number is milliseconds)"},
         /* listeners */
@@ -786,6 +806,10 @@ START_TEST(check_errors) {
         {"pool p\n    backend 127.0.0.1:1\n    balance hash-cookie a=b\n"
          "listen 127.0.0.1:0\n    route pool p\n",
          CONF ":3: balance: 'a=b' is not a valid cookie name"},
+        {"pool p\n    backend 127.0.0.1:1\n    sticky-cookie a/b\n"
+         "listen 127.0.0.1:0\n    route pool p\n",
+         CONF ":3: sticky-cookie: 'a/b' is not a valid cookie name (1-256 letters, digits and "
+         "!#$%&'*+-.^_`|~)"},
         {"pool p\n    backend 127.0.0.1:1\n    backend no-such-host.invalid:80\n"
          "listen 127.0.0.1:0\n    route pool p\n",
          CONF ":3: backend: cannot resolve 'no-such-host.invalid:80'"},

@@ -1249,6 +1249,17 @@ class Pool:
         _check(self._engine._locked(lambda: lib.ferry_pool_set_health_check(self._p(), h)),
                "pool %s: health check" % self.name)
 
+    def set_sticky_cookie(self, name, secret=None):
+        """HTTP cookie stickiness: requests carrying cookie `name` that names a backend
+        of the pool go there while it is up (draining included); other responses get
+        Set-Cookie naming the backend that served. The value is a keyed hash of the pool
+        name and backend address under `secret` (stable across restarts; never the
+        address). The cookie is not sent upstream. name None or "": off."""
+        _check(self._engine._locked(lambda: lib.ferry_pool_set_sticky_cookie(
+            self._p(), ffi.NULL if not name else _cstr_latin1(name, "sticky cookie name"),
+            ffi.NULL if secret is None else _cstr(secret, "sticky cookie secret"))),
+            "pool %s: sticky cookie %r" % (self.name, name))
+
     def set_down_time(self, ms):
         """How long a backend whose connect failed is skipped (default 2000; 0: never)."""
         _check(self._engine._locked(lambda: lib.ferry_pool_set_down_time(self._p(), int(ms))),
@@ -1563,7 +1574,7 @@ class Engine:
     # -- pools and routers --
 
     def pool(self, name=None, backends=(), *, balance=None, health=None, down_time_ms=None,
-             resolve_interval_ms=None):
+             resolve_interval_ms=None, sticky_cookie=None):
         """A backend Pool owned by this engine (before start()).
 
         backends: "IP:PORT" / "NAME:PORT" strings or (address, weight) pairs.
@@ -1572,7 +1583,9 @@ class Engine:
         health: None, "tcp", "/path", or dict(kind="http"|"tcp", path=, host=,
         interval_ms=, timeout_ms=, rise=, fall=, status_min=, status_max=).
         down_time_ms: how long a failed backend is skipped (default 2000).
-        resolve_interval_ms: re-resolution of named backends (0: never)."""
+        resolve_interval_ms: re-resolution of named backends (0: never).
+        sticky_cookie: HTTP stickiness by a cookie: NAME or (NAME, SECRET) (see
+        Pool.set_sticky_cookie)."""
         if isinstance(backends, (str, bytes)):
             backends = [backends]
         if name is None:
@@ -1591,6 +1604,9 @@ class Engine:
             p.set_down_time(down_time_ms)
         if resolve_interval_ms is not None:
             p.set_resolve_interval(resolve_interval_ms)
+        if sticky_cookie is not None:
+            p.set_sticky_cookie(*((sticky_cookie,) if isinstance(sticky_cookie, (str, bytes))
+                                  else sticky_cookie))
         for b in backends:
             addr, weight = (b, 1) if isinstance(b, (str, bytes)) else b
             p.add(addr, weight)

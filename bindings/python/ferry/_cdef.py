@@ -331,6 +331,7 @@ typedef enum ferry_balance {
 
 ferry_err ferry_pool_set_balancer(ferry_pool *pool, ferry_balance kind, const char *key);
 ferry_err ferry_pool_set_resolve_interval(ferry_pool *pool, unsigned ms);
+ferry_err ferry_pool_set_sticky_cookie(ferry_pool *pool, const char *name, const char *secret);
 
 typedef enum ferry_health_kind {
     FERRY_HEALTH_NONE = 0,

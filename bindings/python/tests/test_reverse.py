@@ -263,6 +263,45 @@ def test_round_robin_weights_and_hash_header(origins):
             assert {get_json(l.port, path)["origin"] for _ in range(9)} <= {"a", "b", "c"}
 
 
+def test_sticky_cookie(origins):
+    a, b, c = origins("a", "b", "c")
+    with ferry.Engine() as engine:
+        pool = engine.pool("app", [a.addr, b.addr, c.addr], sticky_cookie=("SRV", "s3cret"))
+        l = engine.reverse_http(router=[dict(pool=pool)])
+        engine.start()
+
+        status, headers, body = get(l.port)
+        home = json.loads(body)["origin"]
+        cookie = headers["Set-Cookie"]
+        assert cookie.startswith("SRV=") and cookie.endswith("; Path=/; HttpOnly")
+        assert len(cookie.split(";")[0]) == 4 + 16 and a.addr not in cookie
+        assert headers["Cache-Control"] == "private"
+        value = cookie.split(";")[0]
+        for _ in range(6):
+            status, headers, body = get(l.port, headers={"Cookie": "x=1; %s; y=2" % value})
+            got = json.loads(body)
+            assert got["origin"] == home and headers["Set-Cookie"] is None
+            assert header(got["headers"], "Cookie") == "x=1; y=2"
+        # others go round-robin, each told where it went
+        seen = {}
+        for _ in range(3):
+            status, headers, body = get(l.port)
+            seen[json.loads(body)["origin"]] = headers["Set-Cookie"]
+        assert sorted(seen) == ["a", "b", "c"] and seen[home] == cookie
+        # a value of another pool (or none of ours) is balanced and set again
+        status, headers, body = get(l.port, headers={"Cookie": "SRV=0123456789abcdef"})
+        assert headers["Set-Cookie"] == seen[json.loads(body)["origin"]]
+
+    with ferry.Engine() as engine:
+        pool = engine.pool("p", ["127.0.0.1:9"])
+        for bad in ("a b", "a=b", "x;y", '"q"'):
+            with pytest.raises(ferry.FerryError) as e:
+                pool.set_sticky_cookie(bad)
+            assert e.value.name == "EINVAL"
+        pool.set_sticky_cookie("SRV")
+        pool.set_sticky_cookie(None)
+
+
 def test_pool_options_and_errors():
     with ferry.Engine() as engine:
         for bad in ("fastest", ("hash-header",), ("hash-cookie", ""), ("roundrobin", "x")):
