@@ -466,7 +466,7 @@ ferry_err ferry_engine_listen(ferry_engine *e, const ferry_listener_opts *opts, 
 uint16_t ferry_listener_port(const ferry_listener *l) { return l ? l->port : 0; }
 
 ferry_err ferry_engine_take_listeners(ferry_engine *e, ferry_engine *previous) {
-    if (!e || !previous || e == previous) return FERRY_EINVAL;
+    if (!e || e == previous) return FERRY_EINVAL;
     if (atomic_load(&e->state) != ENGINE_NEW) return FERRY_ESTATE;
     e->predecessor = previous;
     return FERRY_OK;
@@ -484,6 +484,7 @@ ferry_err ferry_engine_start(ferry_engine *e) {
     if (!e) return FERRY_EINVAL;
     int expected = ENGINE_NEW;
     if (!atomic_compare_exchange_strong(&e->state, &expected, ENGINE_RUNNING)) return FERRY_ESTATE;
+    e->predecessor = NULL; /* listening is over: the predecessor may go */
     for (unsigned i = 0; i < e->opts.workers; i++) {
         ferry__worker *w = &e->workers[i];
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {

@@ -157,8 +157,9 @@ FERRY_API ferry_err ferry_engine_listen(ferry_engine *engine, const ferry_listen
  * closes its copy of the sockets; `engine` keeps them open. Listeners that find no match
  * bind as usual; sockets nobody took close with `previous`.
  * From the owning thread of both engines; `previous` must not be stopped or freed before
- * the last ferry_engine_listen() on `engine` has returned. FERRY_ESTATE if `engine` has
- * started. */
+ * the last ferry_engine_listen() on `engine` has returned, or before `engine` is started
+ * or freed, or given up with previous NULL (nothing more is shared). FERRY_ESTATE if
+ * `engine` has started. */
 FERRY_API ferry_err ferry_engine_take_listeners(ferry_engine *engine, ferry_engine *previous);
 
 /* The bound port (useful after binding port 0). */

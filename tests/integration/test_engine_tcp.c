@@ -532,6 +532,7 @@ START_TEST(a_failed_successor_leaves_the_running_engine_as_it_was) {
     proxy_start(&p, 1, backends, 1, 2000);
     ck_assert_int_eq(ferry_engine_take_listeners(p.engine, p.engine), FERRY_EINVAL);
     ck_assert_int_eq(ferry_engine_take_listeners(NULL, p.engine), FERRY_EINVAL);
+    ck_assert_int_eq(ferry_engine_take_listeners(NULL, NULL), FERRY_EINVAL);
     ferry_engine *started = p.engine;
     ferry_engine *other;
     ck_assert_int_eq(ferry_engine_new(NULL, &other), FERRY_OK);
@@ -547,6 +548,13 @@ START_TEST(a_failed_successor_leaves_the_running_engine_as_it_was) {
     ck_assert_int_eq(ferry_engine_listen(other, &lo, &l), FERRY_OK);
     ck_assert_uint_eq(ferry_listener_port(l), p.port);
     ck_assert_int_eq(ferry_engine_listen(other, &lo, &l), FERRY_OK); /* nothing left: binds */
+    ck_assert_uint_ne(ferry_listener_port(l), p.port);
+    ferry_engine_free(other);
+    /* A successor that gives the predecessor up (NULL) binds its own sockets. */
+    ck_assert_int_eq(ferry_engine_new(NULL, &other), FERRY_OK);
+    ck_assert_int_eq(ferry_engine_take_listeners(other, p.engine), FERRY_OK);
+    ck_assert_int_eq(ferry_engine_take_listeners(other, NULL), FERRY_OK);
+    ck_assert_int_eq(ferry_engine_listen(other, &lo, &l), FERRY_OK);
     ck_assert_uint_ne(ferry_listener_port(l), p.port);
     ferry_engine_free(other);
     run_clients(p.port, 2, 10000);

@@ -1553,6 +1553,7 @@ class Engine:
         self._routers = []   # Router objects: freed after the engine
         self._lock = threading.Lock()  # close() vs. other threads using pools/backends
         self._started = False
+        self._predecessor = None  # take_listeners(): kept alive while we may listen
         _live_engines.add(self)
 
     def _engine(self):
@@ -1840,9 +1841,27 @@ class Engine:
 
     # -- running --
 
+    def take_listeners(self, previous):
+        """Before start(): listeners added from now on whose address is one of
+        `previous`'s (a running Engine) share its listening socket instead of binding, so
+        that a reload refuses no client: build this engine, take_listeners(old), add the
+        listeners, start(), then old.stop(drain_ms), old.wait(), old.close(). The old
+        engine finishes its live connections; this one serves every new connection."""
+        if not isinstance(previous, Engine) or previous is self:
+            raise TypeError("take_listeners() needs another Engine")
+        _check(lib.ferry_engine_take_listeners(self._engine(), previous._engine()),
+               "ferry_engine_take_listeners")
+        self._predecessor = previous
+
+    def _forget_predecessor(self):
+        if self._predecessor is not None and self._ptr is not None:
+            lib.ferry_engine_take_listeners(self._ptr, ffi.NULL)
+        self._predecessor = None
+
     def start(self):
         _check(lib.ferry_engine_start(self._engine()), "ferry_engine_start")
         self._started = True
+        self._predecessor = None  # the C engine forgot it too
 
     def stop(self, drain_ms=0):
         """Ask the engine to stop (returns at once; any thread, also from a hook)."""
@@ -1868,6 +1887,10 @@ class Engine:
             return
         if getattr(_tls, "in_hook", False):
             raise FerryError(lib.FERRY_ESTATE, None, "Engine.close() called from a hook")
+        for e in list(_live_engines):  # successors that did not start must not read us
+            if e._predecessor is self:
+                e._forget_predecessor()
+        self._predecessor = None
         with self._lock:  # no other thread is inside a pool or backend call
             ptr, self._ptr = self._ptr, None
             lib.ferry_engine_free(ptr)  # cffi releases the GIL: hooks in flight can finish
@@ -1888,11 +1911,13 @@ class Engine:
         _live_engines.discard(self)
 
     @classmethod
-    def from_reverse_config(cls, path):
+    def from_reverse_config(cls, path, previous=None):
         """An engine built from a reverse-proxy configuration file (the format `reversed
         --config` reads, doc/reverse-config.md): its workers, pools, routes and listeners,
         bound now. Returns (engine, ports) with the bound port of each listen directive in
-        file order. Errors raise FerryError with "path:line: message"."""
+        file order. Errors raise FerryError with "path:line: message".
+        previous: a running Engine to take the listening sockets of (a reload, see
+        take_listeners())."""
         err = ffi.new("char[]", 512)
         handle = ffi.new("ferry_reverse_config **")
         _check_config(lib.ferry_reverse_config_load(os.fsencode(path), ffi.NULL, handle, err, 512),
@@ -1909,6 +1934,8 @@ class Engine:
             raise
         engine._reverse_configs.append(cfg)  # freed by close(), after the engine
         try:
+            if previous is not None:
+                engine.take_listeners(previous)
             _check_config(lib.ferry_reverse_config_apply(cfg, engine._ptr, err, 512),
                           "ferry_reverse_config_apply", err)
         except BaseException:

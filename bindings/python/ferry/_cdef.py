@@ -491,6 +491,7 @@ void ferry_listener_opts_init(ferry_listener_opts *opts);
 ferry_err ferry_engine_listen(ferry_engine *engine, const ferry_listener_opts *opts,
                               ferry_listener **out);
 uint16_t ferry_listener_port(const ferry_listener *listener);
+ferry_err ferry_engine_take_listeners(ferry_engine *engine, ferry_engine *previous);
 
 /* reverse_config.h */
 typedef struct ferry_reverse_config ferry_reverse_config;

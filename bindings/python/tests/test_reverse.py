@@ -821,3 +821,58 @@ def test_engine_from_reverse_config(origins, tmp_path):
     with pytest.raises(ferry.FerryError) as e:
         ferry.Engine.from_reverse_config(str(conf))
     assert e.value.name == "ECONFIG" and "rev.conf:2:" in e.value.message
+
+
+def test_reload_from_reverse_config_takes_the_listener_over(origins, tmp_path):
+    """A reload in Python: the new engine shares the old one's listening socket, the old
+    one drains; a client loop running throughout sees no error."""
+    a, b = origins("a"), origins("b")
+    conf = tmp_path / "rev.conf"
+    conf.write_text("pool p\n    backend %s\nlisten 127.0.0.1:0\n    route pool p\n" % a.addr)
+    old, ports = ferry.Engine.from_reverse_config(str(conf))
+    old.start()
+    errors, done = [], threading.Event()
+
+    def loop():
+        for _ in range(5000):  # bounded
+            if done.is_set():
+                return
+            try:
+                get_json(ports[0], "/x")
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                errors.append(repr(e))
+
+    t = threading.Thread(target=loop)
+    t.start()
+    try:
+        wait_for(lambda: served(a) > 5, what="traffic on the old engine")
+        conf.write_text(conf.read_text().replace(a.addr, b.addr))
+        new, new_ports = ferry.Engine.from_reverse_config(str(conf), previous=old)
+        with new:
+            assert new_ports == ports  # the same socket, not a new bind
+            new.start()
+            old.stop(2000)
+            old.wait()
+            old.close()
+            before = served(b)
+            wait_for(lambda: served(b) > before + 5, what="traffic on the new engine")
+            done.set()
+            t.join(30)
+    finally:
+        done.set()
+        t.join(30)
+        old.close()
+    assert errors == []
+    with pytest.raises(TypeError):
+        ferry.Engine().take_listeners("not an engine")
+
+
+def test_a_successor_never_reads_a_closed_predecessor():
+    old = ferry.Engine()
+    old.reverse_tcp("127.0.0.1:0", ["127.0.0.1:9"])
+    new = ferry.Engine()
+    new.take_listeners(old)
+    old.close()  # before the successor listened: it forgets the predecessor
+    l = new.reverse_tcp("127.0.0.1:0", ["127.0.0.1:9"])
+    assert l.port != 0
+    new.close()
