@@ -379,11 +379,40 @@ static ferry_verdict reverse_route_request(void *data, ferry_txn *t) {
     return FERRY_REJECT;
 }
 
+/* One more failure in a run counted by `fails`: the run's max_fails-th marks b down. */
+static void count_failure(ferry_backend *b, atomic_uint *fails, const char *what) {
+    ferry_pool *p = b->pool;
+    if (atomic_fetch_add(fails, 1) + 1 < p->max_fails) return;
+    atomic_store(fails, 0);
+    atomic_store(&b->down_until_ms, ferry__now_ms() + p->down_ms);
+    if (p->max_fails > 1)
+        ferry__log(p->engine, FERRY_LOG_WARN,
+                   "pool %s: backend %s skipped for %u ms after %u %s in a row", p->name,
+                   b->address, p->down_ms, p->max_fails, what);
+}
+
 static void reverse_connect_result(void *data, const ferry_target *t, ferry_err result) {
     ferry_pool *p = data;
     ferry_backend *b = t->backend;
     if (!b || b->pool != p || p->down_ms == 0) return;
-    atomic_store(&b->down_until_ms, result == FERRY_OK ? 0 : ferry__now_ms() + p->down_ms);
+    if (result != FERRY_OK) {
+        count_failure(b, &b->connect_fails, "failed connects");
+        return;
+    }
+    atomic_store(&b->connect_fails, 0);
+    atomic_store(&b->down_until_ms, 0);
+}
+
+void ferry__backend_observe(ferry_backend *b, int status) {
+    ferry_pool *p = b->pool;
+    if (p->down_ms == 0) return;
+    int failed = status == 0 ? (p->passive & FERRY_PASSIVE_RESPONSES) != 0
+                             : status >= 500 && (p->passive & FERRY_PASSIVE_5XX);
+    if (failed)
+        count_failure(b, &b->response_fails,
+                      status ? "5xx responses" : "requests without a usable response");
+    else if (status)
+        atomic_store(&b->response_fails, 0);
 }
 
 static void reverse_attached(void *data, ferry_backend *b) {

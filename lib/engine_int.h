@@ -92,6 +92,8 @@ struct ferry_backend {
     atomic_int check_down;          /* the active health check's verdict */
     atomic_uint active;             /* sessions/requests attached now */
     _Atomic uint64_t down_until_ms; /* passive marking; monotonic ms; 0 or past: up */
+    atomic_uint connect_fails;      /* consecutive failed connects */
+    atomic_uint response_fails;     /* consecutive failed HTTP responses (pool->passive) */
     int64_t current;                /* smooth weighted round-robin state; under pool->lock */
     uint64_t sticky_id; /* its sticky cookie's value (sticky.c); under pool->config_lock
                          * before it is published, then fixed */
@@ -124,6 +126,8 @@ struct ferry_pool {
     ferry_backend *all;      /* every backend ever added */
     uint32_t next_id;
     unsigned down_ms;
+    unsigned max_fails;      /* passive checks: consecutive failures that mark down */
+    unsigned passive;        /* ferry_passive_flags counted */
     int balance;             /* ferry_balance; fixed once the engine starts */
     char *balance_key;
     char *sticky_name;       /* the sticky cookie (sticky.c); NULL: none; fixed once the
@@ -192,6 +196,10 @@ void ferry__pools_free(ferry_engine *e);
 void ferry__backend_addr(const ferry_backend *b, ferry__sockaddr *out);
 /* Publish a new address. One writer at a time per backend (see the struct). */
 void ferry__backend_set_addr(ferry_backend *b, const ferry__sockaddr *a);
+
+/* balance.c: passive checks hear how `b` answered an HTTP request: its response status,
+ * or 0 for no usable response (closed, timed out, malformed). Loop threads. */
+void ferry__backend_observe(ferry_backend *b, int status);
 
 /* balance.c: consistent-hash rings for the pool's balancer, built outside pool->lock.
  * A copy of the pool's ring without `drop`'s points and with `add`'s (weight `weight`)

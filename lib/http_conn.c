@@ -328,6 +328,11 @@ static void answer_and_close(ferry__http_conn *c, int status, const char *verdic
     answer_with(c, status, NULL, verdict, err);
 }
 
+/* The pool's passive checks hear how its backend answered: a status, or 0 for none. */
+static void observe_backend(const ferry__http_conn *c, int status) {
+    if (c->rt && c->rt->target.backend) ferry__backend_observe(c->rt->target.backend, status);
+}
+
 /* Response to the client is complete: log, recycle the upstream, go on with the next
  * request or close. */
 static void finish_txn(ferry__http_conn *c) {
@@ -1178,6 +1183,7 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
                            idempotent(t->req.method) ? "its body was streamed, not buffered"
                                                      : "the method is not idempotent");
             }
+            if (!u->uses || c->retried) observe_backend(c, 0); /* not a keep-alive race */
             answer_and_close(c, 502, "error", FERRY_ECLOSED);
             return -1;
         }
@@ -1185,6 +1191,7 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
             ferry__log(c->base.worker->engine, FERRY_LOG_WARN, "%s: bad response from %s: %s",
                        c->base.listener->name, c->rt ? c->rt->target_text : "?",
                        ferry__http_error_text(herr));
+            observe_backend(c, 0);
             answer_and_close(c, 502, "error", FERRY_EPROTO);
             return -1;
         }
@@ -1204,6 +1211,7 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
             return -1;
         }
         const ferry_listener_opts *lo = opts_of(c);
+        if (status >= 200) observe_backend(c, status);
         if (!c->fwd && ferry__http_rewrite_response(t, c->rt, lo)) {
             answer_and_close(c, 502, "error", FERRY_ENOMEM);
             return -1;
@@ -1577,6 +1585,7 @@ static void on_timer(ferry__loop *loop, void *ud) {
         if (!c->resp_head_done) {
             ferry__log(c->base.worker->engine, FERRY_LOG_WARN, "%s: no response from %s in time",
                        c->base.listener->name, c->rt ? c->rt->target_text : "?");
+            observe_backend(c, 0);
             answer_and_close(c, 504, "error", FERRY_ETIMEDOUT);
             return;
         }

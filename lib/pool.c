@@ -67,6 +67,8 @@ ferry_err ferry_pool_new(ferry_engine *e, const char *name, ferry_pool **out) {
     }
     p->engine = e;
     p->down_ms = 2000;
+    p->max_fails = 1;
+    p->passive = FERRY_PASSIVE_CONNECT;
     p->balance = FERRY_BALANCE_ROUND_ROBIN;
     p->resolve_ms = e->opts.dns_ttl_ms ? e->opts.dns_ttl_ms : 30000;
     ferry_health_opts_init(&p->health);
@@ -223,6 +225,15 @@ ferry_err ferry_pool_set_down_time(ferry_pool *p, unsigned ms) {
     if (!p) return FERRY_EINVAL;
     if (atomic_load(&p->engine->state) != ENGINE_NEW) return FERRY_ESTATE;
     p->down_ms = ms;
+    return FERRY_OK;
+}
+
+ferry_err ferry_pool_set_passive_checks(ferry_pool *p, unsigned max_fails, unsigned flags) {
+    const unsigned known = FERRY_PASSIVE_CONNECT | FERRY_PASSIVE_RESPONSES | FERRY_PASSIVE_5XX;
+    if (!p || max_fails < 1 || max_fails > 1000 || (flags & ~known)) return FERRY_EINVAL;
+    if (atomic_load(&p->engine->state) != ENGINE_NEW) return FERRY_ESTATE;
+    p->max_fails = max_fails;
+    p->passive = flags | FERRY_PASSIVE_CONNECT;
     return FERRY_OK;
 }
 

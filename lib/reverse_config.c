@@ -56,8 +56,9 @@ typedef struct pool_def {
     unsigned sticky_line;
     ferry_health_opts health;
     unsigned health_line;
-    int has_down_time, has_resolve_interval;
+    int has_down_time, has_resolve_interval, has_passive;
     unsigned down_time_ms, resolve_interval_ms;
+    unsigned max_fails, passive_flags; /* passive-check */
 } pool_def;
 
 typedef struct route_def {
@@ -540,6 +541,29 @@ static ferry_err do_down_time(parser *p, const directive *d, char **args, int na
     return FERRY_OK;
 }
 
+/* passive-check [fails=N] [responses] [5xx] */
+static ferry_err do_passive_check(parser *p, const directive *d, char **args, int nargs) {
+    pool_def *pd = p->pool;
+    pd->max_fails = 1;
+    pd->passive_flags = FERRY_PASSIVE_CONNECT;
+    for (int i = 0; i < nargs; i++) {
+        if (strncasecmp(args[i], "fails=", 6) == 0) {
+            if (parse_count(args[i] + 6, 1, 1000, &pd->max_fails) != 0)
+                return fail(p, FERRY_ECONFIG, "%s: fails= takes a count from 1 to 1000, not '%s'",
+                            d->name, args[i] + 6);
+        } else if (strcasecmp(args[i], "responses") == 0) {
+            pd->passive_flags |= FERRY_PASSIVE_RESPONSES;
+        } else if (strcasecmp(args[i], "5xx") == 0) {
+            pd->passive_flags |= FERRY_PASSIVE_5XX;
+        } else {
+            return fail(p, FERRY_ECONFIG, "%s: unknown option '%s' (expected %s)", d->name,
+                        args[i], d->usage);
+        }
+    }
+    pd->has_passive = 1;
+    return FERRY_OK;
+}
+
 static ferry_err do_sticky_cookie(parser *p, const directive *d, char **args, int nargs) {
     if (nargs == 2 || (nargs == 3 && (strcasecmp(args[1], "secret") != 0 || !args[2][0])))
         return fail(p, FERRY_ECONFIG, "%s: expected %s", d->name, d->usage);
@@ -806,6 +830,7 @@ static const directive directives[] = {
     {"health-check", IN_POOL, 0, 1, FERRY__CONF_MAX_WORDS,
      "tcp or http PATH, then [interval=D] [timeout=D] [rise=N] [fall=N]", do_health_check, 0},
     {"down-time", IN_POOL, 0, 1, 1, "a duration (e.g. 2s; 0 disables)", do_down_time, 0},
+    {"passive-check", IN_POOL, 0, 1, 3, "fails=N, responses and/or 5xx", do_passive_check, 0},
     {"resolve-interval", IN_POOL, 0, 1, 1, "a duration (e.g. 30s; 0 disables)",
      do_resolve_interval, 0},
     {"sticky-cookie", IN_POOL, 0, 1, 3, "a cookie NAME, then optionally secret SECRET",
@@ -1095,6 +1120,8 @@ static ferry_err build_pool(build *b, const pool_def *pd) {
         return say(c, pd->health_line, b->err, b->err_size, FERRY_ECONFIG,
                    "health-check: settings refused: %s", ferry_strerror(rc));
     if (!rc && pd->has_down_time) rc = ferry_pool_set_down_time(pool, pd->down_time_ms);
+    if (!rc && pd->has_passive)
+        rc = ferry_pool_set_passive_checks(pool, pd->max_fails, pd->passive_flags);
     if (!rc && pd->has_resolve_interval)
         rc = ferry_pool_set_resolve_interval(pool, pd->resolve_interval_ms);
     if (rc) /* out of memory: the values were checked when read */

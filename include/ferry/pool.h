@@ -41,6 +41,24 @@ FERRY_API ferry_err ferry_pool_remove(ferry_pool *pool, ferry_backend *backend);
  * 0 disables passive marking). Before ferry_engine_start() only. */
 FERRY_API ferry_err ferry_pool_set_down_time(ferry_pool *pool, unsigned ms);
 
+/* What passive checks count as a backend's failures (flags, combined with |). */
+typedef enum ferry_passive_flags {
+    FERRY_PASSIVE_CONNECT = 1,   /* failed connects (always counted) */
+    FERRY_PASSIVE_RESPONSES = 2, /* HTTP requests without a usable response: the backend
+                                  * closed or timed out before a whole response head, or
+                                  * sent a malformed one */
+    FERRY_PASSIVE_5XX = 4        /* HTTP responses with a 5xx status */
+} ferry_passive_flags;
+
+/* Passive checks, what live traffic says about a backend (nginx's max_fails, HAProxy's
+ * observe + error-limit): after `max_fails` (1-1000; default 1) consecutive failures of
+ * the kinds in `flags` (default FERRY_PASSIVE_CONNECT), the backend is skipped for the
+ * down time and the error log says why. A successful connect ends a run of failed
+ * connects; a response (below 500 when 5xx count) ends a run of response failures.
+ * Before ferry_engine_start() only. FERRY_EINVAL for a bad count or unknown flags. */
+FERRY_API ferry_err ferry_pool_set_passive_checks(ferry_pool *pool, unsigned max_fails,
+                                                  unsigned flags);
+
 /* Load-balancing algorithms. Every one skips backends that are down or draining, and on
  * failover (attempt 1, 2, ...) walks on to the next backend in the order they were added. */
 typedef enum ferry_balance {

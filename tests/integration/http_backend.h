@@ -24,6 +24,7 @@ typedef struct http_backend {
     int drop_second;      /* close a connection, unanswered, when its 2nd request arrives */
     const char *extra_headers; /* whole "Name: value\r\n" lines added to every response */
     const char *body;          /* the response body; NULL: "ok" */
+    atomic_int status;         /* the response status; 0: 200 */
 } http_backend;
 
 static inline void *backend_conn(void *arg);
@@ -94,9 +95,11 @@ static inline void *backend_conn(void *arg) {
         atomic_fetch_add(&b->requests, 1);
         char resp[4096];
         const char *body = b->body ? b->body : "ok";
+        int status = atomic_load(&b->status) ? atomic_load(&b->status) : 200;
         int len = snprintf(resp, sizeof resp,
-                           "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nServer: secret-backend\r\n%s\r\n%s",
-                           strlen(body), b->extra_headers ? b->extra_headers : "", body);
+                           "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nServer: secret-backend\r\n%s\r\n%s",
+                           status, status == 200 ? "OK" : "Not OK", strlen(body),
+                           b->extra_headers ? b->extra_headers : "", body);
         send(fd, resp, (size_t)len, MSG_NOSIGNAL);
         have = 0; /* one request per read burst is enough for these tests */
     }

@@ -98,7 +98,8 @@ typedef struct proxy {
     sink sink;
 } proxy;
 
-static void proxy_start(proxy *p, ferry_protocol proto, const uint16_t *ports, int n,
+/* The proxy, configured but not started: a test may change its pool first. */
+static void proxy_build(proxy *p, ferry_protocol proto, const uint16_t *ports, int n,
                         const ferry_health_opts *health, ferry_balance balance, const char *key) {
     memset(p, 0, sizeof *p);
     pthread_mutex_init(&p->sink.lock, NULL);
@@ -129,6 +130,11 @@ static void proxy_start(proxy *p, ferry_protocol proto, const uint16_t *ports, i
     ferry_listener *l;
     ck_assert_int_eq(ferry_engine_listen(p->engine, &lo, &l), FERRY_OK);
     p->port = ferry_listener_port(l);
+}
+
+static void proxy_start(proxy *p, ferry_protocol proto, const uint16_t *ports, int n,
+                        const ferry_health_opts *health, ferry_balance balance, const char *key) {
+    proxy_build(p, proto, ports, n, health, balance, key);
     ck_assert_int_eq(ferry_engine_start(p->engine), FERRY_OK);
 }
 
@@ -234,6 +240,36 @@ START_TEST(all_down_answers_503_at_once) {
         ck_assert_uint_lt(now_ms() - start, 200); /* not the 3 s connect timeout */
     }
     proxy_free(&p);
+}
+END_TEST
+
+/* Passive checks: 5xx answers in a row take a backend out for the down time. */
+START_TEST(passive_checks_eject_a_backend_answering_5xx) {
+    signal(SIGPIPE, SIG_IGN);
+    uint16_t ports[2];
+    start_backends(2, ports);
+    proxy p;
+    proxy_build(&p, FERRY_PROTO_HTTP, ports, 2, NULL, FERRY_BALANCE_ROUND_ROBIN, NULL);
+    ck_assert_int_eq(ferry_pool_set_down_time(p.pool, 1000), FERRY_OK);
+    ck_assert_int_eq(ferry_pool_set_passive_checks(p.pool, 3, FERRY_PASSIVE_5XX), FERRY_OK);
+    ck_assert_int_eq(ferry_engine_start(p.engine), FERRY_OK);
+    atomic_store(&backends[1].status, 503);
+    int failed = 0;
+    for (int k = 0; k < 6; k++) failed += get_status(p.port, NULL) == 503;
+    ck_assert_int_eq(failed, 3); /* round-robin: every other request, until the third */
+    ck_assert(ferry_backend_is_down(p.b[1]));
+    char line[160];
+    snprintf(line, sizeof line,
+             "1 pool web: backend 127.0.0.1:%u skipped for 1000 ms after 3 5xx responses in a row",
+             ports[1]);
+    ck_assert_msg(log_has(&p.sink, line), "no warning: %s", log_copy(&p.sink));
+    for (int k = 0; k < 20; k++) ck_assert_int_eq(get_status(p.port, NULL), 200);
+    atomic_store(&backends[1].status, 200); /* mended: back after the down time */
+    ck_assert_int_ge(wait_down(p.b[1], 0, 3000), 0);
+    for (int k = 0; k < 10; k++) ck_assert_int_eq(get_status(p.port, NULL), 200);
+    ck_assert_int_gt(served(&p.sink, 1), 0);
+    proxy_free(&p);
+    stop_backends(2);
 }
 END_TEST
 
@@ -441,6 +477,7 @@ int main(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, dead_backend_is_ejected_then_returns);
     tcase_add_test(tc, all_down_answers_503_at_once);
+    tcase_add_test(tc, passive_checks_eject_a_backend_answering_5xx);
     tcase_add_test(tc, http_check_wants_a_status_in_range);
     tcase_add_test(tc, tcp_checks_and_immediate_close);
     tcase_add_test(tc, backend_added_at_run_time_gets_traffic);

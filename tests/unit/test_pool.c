@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ferry.h"
+#include "engine_int.h"
 #include "http_int.h"
 #include "testutil.h"
 
@@ -133,6 +134,56 @@ START_TEST(backends_marked_down_are_skipped_then_none_is_left) {
     t.backend = f.b[2];
     ops->connect_result(f.pool, &t, FERRY_OK); /* a success brings it back */
     ck_assert_int_eq(pick_index(&f, 3), 2);
+    ferry_engine_free(f.engine);
+}
+END_TEST
+
+START_TEST(passive_checks_count_consecutive_failures) {
+    fixture f;
+    const unsigned weights[] = {1, 1};
+    setup(&f, weights, 2);
+    const ferry_direction_ops *ops = ferry_direction_reverse();
+    ck_assert_int_eq(ferry_pool_set_passive_checks(f.pool, 3, FERRY_PASSIVE_5XX), FERRY_OK);
+    ferry_target t = {.backend = f.b[0]};
+    /* Connects: two failures, a success (the run ends), then three in a row. */
+    ops->connect_result(f.pool, &t, FERRY_ECONNREFUSED);
+    ops->connect_result(f.pool, &t, FERRY_ECONNREFUSED);
+    ops->connect_result(f.pool, &t, FERRY_OK);
+    ops->connect_result(f.pool, &t, FERRY_ECONNREFUSED);
+    ops->connect_result(f.pool, &t, FERRY_ECONNREFUSED);
+    ck_assert(!ferry_backend_is_down(f.b[0]));
+    ops->connect_result(f.pool, &t, FERRY_ETIMEDOUT);
+    ck_assert(ferry_backend_is_down(f.b[0]));
+    for (int k = 0; k < 100; k++) ck_assert_int_eq(pick_index(&f, 2), 1);
+    /* Responses: 5xx count (they are flagged), a good status ends the run, and no usable
+     * response does not count (FERRY_PASSIVE_RESPONSES is not). */
+    ferry__backend_observe(f.b[1], 503);
+    ferry__backend_observe(f.b[1], 500);
+    ferry__backend_observe(f.b[1], 404);
+    ferry__backend_observe(f.b[1], 502);
+    ferry__backend_observe(f.b[1], 0);
+    ferry__backend_observe(f.b[1], 504);
+    ck_assert(!ferry_backend_is_down(f.b[1]));
+    ferry__backend_observe(f.b[1], 500);
+    ck_assert(ferry_backend_is_down(f.b[1]));
+    ferry_engine_free(f.engine);
+
+    setup(&f, weights, 2); /* the default: connect failures only, the first one marks */
+    t.backend = f.b[0];
+    for (int k = 0; k < 10; k++) ferry__backend_observe(f.b[0], k % 2 ? 0 : 500);
+    ck_assert(!ferry_backend_is_down(f.b[0]));
+    ops->connect_result(f.pool, &t, FERRY_ECONNREFUSED);
+    ck_assert(ferry_backend_is_down(f.b[0]));
+    ferry_engine_free(f.engine);
+
+    setup(&f, weights, 2); /* responses: closed, timed out or malformed */
+    ck_assert_int_eq(ferry_pool_set_passive_checks(f.pool, 2, FERRY_PASSIVE_RESPONSES), FERRY_OK);
+    ferry__backend_observe(f.b[0], 0);
+    ferry__backend_observe(f.b[0], 500); /* a status, even 5xx, is an answer here */
+    ferry__backend_observe(f.b[0], 0);
+    ck_assert(!ferry_backend_is_down(f.b[0]));
+    ferry__backend_observe(f.b[0], 0);
+    ck_assert(ferry_backend_is_down(f.b[0]));
     ferry_engine_free(f.engine);
 }
 END_TEST
@@ -599,8 +650,14 @@ START_TEST(configuration_is_checked) {
     ck_assert_int_eq(ferry_pool_set_health_check(p, &h), FERRY_OK);
     ck_assert_int_eq(ferry_pool_set_health_check(p, NULL), FERRY_OK);
     ck_assert_int_eq(ferry_pool_set_resolve_interval(p, 0), FERRY_OK);
+    ck_assert_int_eq(ferry_pool_set_passive_checks(p, 0, 0), FERRY_EINVAL);
+    ck_assert_int_eq(ferry_pool_set_passive_checks(p, 1001, 0), FERRY_EINVAL);
+    ck_assert_int_eq(ferry_pool_set_passive_checks(p, 2, 8), FERRY_EINVAL);
+    ck_assert_int_eq(ferry_pool_set_passive_checks(NULL, 2, 0), FERRY_EINVAL);
+    ck_assert_int_eq(ferry_pool_set_passive_checks(p, 1000, FERRY_PASSIVE_5XX), FERRY_OK);
 
     ck_assert_int_eq(ferry_engine_start(e), FERRY_OK);
+    ck_assert_int_eq(ferry_pool_set_passive_checks(p, 2, 0), FERRY_ESTATE);
     ck_assert_int_eq(ferry_pool_set_balancer(p, FERRY_BALANCE_ROUND_ROBIN, NULL), FERRY_ESTATE);
     ck_assert_int_eq(ferry_pool_set_health_check(p, NULL), FERRY_ESTATE);
     ck_assert_int_eq(ferry_pool_set_resolve_interval(p, 10), FERRY_ESTATE);
@@ -914,6 +971,7 @@ int main(void) {
     TCase *tc = tcase_create("balance");
     tcase_add_test(tc, weights_are_honoured_smoothly);
     tcase_add_test(tc, backends_marked_down_are_skipped_then_none_is_left);
+    tcase_add_test(tc, passive_checks_count_consecutive_failures);
     tcase_add_test(tc, failover_walks_every_backend_once);
     tcase_add_test(tc, failover_skips_drained_down_and_removed);
     tcase_add_test(tc, least_conn_follows_attached_counts);

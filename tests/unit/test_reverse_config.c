@@ -256,10 +256,12 @@ START_TEST(pool_settings_reach_the_pool) {
         "host=check.internal\n"
         "    down-time 10s\n"
         "    resolve-interval 1m\n"
+        "    passive-check fails=3 5xx RESPONSES\n"
         "pool b\n"
         "    backend 127.0.0.1:2\n"
         "    health-check tcp interval=500\n" /* the default 1 s timeout shrinks to fit */
         "    down-time 0\n"
+        "    passive-check 5xx\n"
         "    resolve-interval 0\n"
         "    sticky-cookie SRV secret \"s e c r e t\"\n"
         "pool c\n"
@@ -285,6 +287,13 @@ START_TEST(pool_settings_reach_the_pool) {
     ck_assert_int_eq(a->health.status_max, 204);
     ck_assert_uint_eq(a->down_ms, 10000);
     ck_assert_uint_eq(a->resolve_ms, 60000);
+    ck_assert_uint_eq(a->max_fails, 3);
+    ck_assert_uint_eq(a->passive,
+                      FERRY_PASSIVE_CONNECT | FERRY_PASSIVE_5XX | FERRY_PASSIVE_RESPONSES);
+    ck_assert_uint_eq(b->max_fails, 1);
+    ck_assert_uint_eq(b->passive, FERRY_PASSIVE_CONNECT | FERRY_PASSIVE_5XX);
+    ck_assert_uint_eq(c->max_fails, 1); /* the defaults */
+    ck_assert_uint_eq(c->passive, FERRY_PASSIVE_CONNECT);
     ck_assert_int_eq(b->health.kind, FERRY_HEALTH_TCP);
     ck_assert_uint_eq(b->health.interval_ms, 500);
     ck_assert_uint_eq(b->health.timeout_ms, 500);
@@ -636,6 +645,12 @@ START_TEST(every_error_names_its_line) {
            "host name)"},
         {P "    down-time soon\n", CONF ":3: down-time: 'soon' is not a duration (e.g. 500ms, 30s, "
            "5m, 1h; a bare number is milliseconds)"},
+        {P "    passive-check\n", CONF ":3: passive-check: expected fails=N, responses and/or "
+           "5xx"},
+        {P "    passive-check fails=0\n", CONF ":3: passive-check: fails= takes a count from 1 "
+           "to 1000, not '0'"},
+        {P "    passive-check 4xx\n", CONF ":3: passive-check: unknown option '4xx' (expected "
+           "fails=N, responses and/or 5xx)"},
         {P "    sticky-cookie\n", CONF ":3: sticky-cookie: expected a cookie NAME, then "
            "optionally secret SECRET"},
         {P "    sticky-cookie SRV key\n", CONF ":3: sticky-cookie: expected a cookie NAME, then "

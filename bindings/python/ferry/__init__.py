@@ -1265,6 +1265,15 @@ class Pool:
         _check(self._engine._locked(lambda: lib.ferry_pool_set_down_time(self._p(), int(ms))),
                "pool %s: down time" % self.name)
 
+    def set_passive_checks(self, fails=1, responses=False, http_5xx=False):
+        """Skip a backend for the down time after `fails` failures in a row: failed
+        connects, and with responses=True requests without a usable response (closed,
+        timed out, malformed), with http_5xx=True 5xx responses."""
+        flags = (lib.FERRY_PASSIVE_CONNECT | (lib.FERRY_PASSIVE_RESPONSES if responses else 0)
+                 | (lib.FERRY_PASSIVE_5XX if http_5xx else 0))
+        _check(self._engine._locked(lambda: lib.ferry_pool_set_passive_checks(
+            self._p(), int(fails), flags)), "pool %s: passive checks" % self.name)
+
     def set_resolve_interval(self, ms):
         """How often backends given by name are resolved again (0: never)."""
         _check(self._engine._locked(
@@ -1575,7 +1584,7 @@ class Engine:
     # -- pools and routers --
 
     def pool(self, name=None, backends=(), *, balance=None, health=None, down_time_ms=None,
-             resolve_interval_ms=None, sticky_cookie=None):
+             resolve_interval_ms=None, sticky_cookie=None, passive=None):
         """A backend Pool owned by this engine (before start()).
 
         backends: "IP:PORT" / "NAME:PORT" strings or (address, weight) pairs.
@@ -1586,7 +1595,8 @@ class Engine:
         down_time_ms: how long a failed backend is skipped (default 2000).
         resolve_interval_ms: re-resolution of named backends (0: never).
         sticky_cookie: HTTP stickiness by a cookie: NAME or (NAME, SECRET) (see
-        Pool.set_sticky_cookie)."""
+        Pool.set_sticky_cookie).
+        passive: dict(fails=, responses=, http_5xx=) (see Pool.set_passive_checks)."""
         if isinstance(backends, (str, bytes)):
             backends = [backends]
         if name is None:
@@ -1605,6 +1615,8 @@ class Engine:
             p.set_down_time(down_time_ms)
         if resolve_interval_ms is not None:
             p.set_resolve_interval(resolve_interval_ms)
+        if passive is not None:
+            p.set_passive_checks(**passive)
         if sticky_cookie is not None:
             p.set_sticky_cookie(*((sticky_cookie,) if isinstance(sticky_cookie, (str, bytes))
                                   else sticky_cookie))

@@ -319,6 +319,14 @@ ferry_err ferry_pool_add(ferry_pool *pool, const char *address, unsigned weight,
 ferry_err ferry_pool_remove(ferry_pool *pool, ferry_backend *backend);
 ferry_err ferry_pool_set_down_time(ferry_pool *pool, unsigned ms);
 
+typedef enum ferry_passive_flags {
+    FERRY_PASSIVE_CONNECT = 1,
+    FERRY_PASSIVE_RESPONSES = 2,
+    FERRY_PASSIVE_5XX = 4
+} ferry_passive_flags;
+
+ferry_err ferry_pool_set_passive_checks(ferry_pool *pool, unsigned max_fails, unsigned flags);
+
 typedef enum ferry_balance {
     FERRY_BALANCE_ROUND_ROBIN = 0,
     FERRY_BALANCE_LEAST_CONN = 1,

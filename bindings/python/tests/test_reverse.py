@@ -44,14 +44,20 @@ def wait_for(cond, timeout=5.0, what="condition"):
 
 class _RevHandler(_OriginHandler):
     """The conftest origin plus /health (200, or 503 while origin.healthy is False; not
-    recorded) and /redirect (a 302 naming the origin's own address, with a cookie and
-    headers that name the backend software)."""
+    recorded), /redirect (a 302 naming the origin's own address, with a cookie and
+    headers that name the backend software), and 500 for everything else while
+    origin.failing is True."""
 
     def _answer(self):
         origin = self.server.origin
         if self.path == "/health":
             ok = getattr(origin, "healthy", True)
             self.send_response(200 if ok else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if getattr(origin, "failing", False):  # a broken application: 500 for everything
+            self.send_response(500)
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -876,3 +882,20 @@ def test_a_successor_never_reads_a_closed_predecessor():
     l = new.reverse_tcp("127.0.0.1:0", ["127.0.0.1:9"])
     assert l.port != 0
     new.close()
+
+
+def test_passive_checks_skip_a_backend_answering_5xx(origins):
+    a, b = origins("a", "b")
+    with ferry.Engine() as engine:
+        pool = engine.pool("app", [a.addr, b.addr], down_time_ms=60000,
+                           passive=dict(fails=2, http_5xx=True))
+        with pytest.raises(ferry.FerryError) as e:
+            pool.set_passive_checks(fails=0)
+        assert e.value.name == "EINVAL"
+        listener = engine.reverse_http("127.0.0.1:0", pool)
+        engine.start()
+        a.failing = True
+        statuses = [get(listener.port, "/x")[0] for _ in range(8)]
+        assert statuses.count(500) == 2  # round-robin: a's two answers, then it is skipped
+        assert statuses[-4:] == [200] * 4
+        assert pool.backends[0].down
