@@ -53,15 +53,11 @@ static int hex_value(unsigned char b) {
     return is_digit(b) ? b - '0' : (b | 0x20) - 'a' + 10;
 }
 
+/* ALPHA / DIGIT / "!#$%&'*+-.^_`|~" as one bit per ASCII byte: it is asked of every
+ * byte of every field name. */
 static int is_tchar(unsigned char b) {
-    if (is_alpha(b) || is_digit(b)) return 1;
-    switch (b) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-        return 1;
-    default:
-        return 0;
-    }
+    static const uint64_t low = 0x03ff6cfa00000000u, high = 0x57ffffffc7fffffeu;
+    return b < 64 ? (int)((low >> b) & 1) : b < 128 ? (int)((high >> (b - 64)) & 1) : 0;
 }
 
 /* field-vchar plus the SP/HTAB allowed between them; obs-text (>= 0x80) is opaque data. */
@@ -108,15 +104,16 @@ static int is_token(ferry_view v) {
 
 /* ---- public helpers ---- */
 
+/* Called for every field against several names: most calls end at the first byte, so no
+ * strlen() up front; `lower` running out early is a length mismatch like any other. */
 int ferry__view_ieq(ferry_view v, const char *lower) {
-    size_t n = strlen(lower);
-    if (v.len != n) return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char b = byte_at(v.ptr, i);
+    size_t i = 0;
+    for (; i < v.len; i++) {
+        unsigned char b = byte_at(v.ptr, i), l = (unsigned char)lower[i];
         if (b >= 'A' && b <= 'Z') b = (unsigned char)(b | 0x20);
-        if (b != (unsigned char)lower[i]) return 0;
+        if (b != l || !l) return 0;
     }
-    return 1;
+    return lower[i] == '\0';
 }
 
 /* Walks a comma-separated list; elements come out OWS-trimmed, empty ones included (so
@@ -370,6 +367,15 @@ static int line_end(cursor *c, ferry__http_error e) {
     return expect_lf(c);
 }
 
+/* How far bytes can be taken without peek()'s checks: before the end of the data, the head
+ * limit and the line limit. Scanning loops run up to it on plain comparisons, then let
+ * peek() judge the byte they stopped at, so every outcome stays peek()'s. */
+static size_t scan_limit(const cursor *c) {
+    size_t lim = c->len < c->head_max ? c->len : c->head_max;
+    if (c->line_max < lim - c->line_start) lim = c->line_start + c->line_max;
+    return lim;
+}
+
 static void cursor_init(cursor *c, const char *buf, size_t len, const ferry__http_limits *l,
                         ferry__http_error line_err) {
     memset(c, 0, sizeof *c);
@@ -427,9 +433,10 @@ static int parse_method(cursor *c, ferry__http_msg *m) {
 
 /* Any VCHAR but '#' (a fragment is never sent); the form is checked once it is whole. */
 static int parse_target(cursor *c, ferry__http_msg *m) {
-    size_t start = c->pos;
+    size_t start = c->pos, lim = scan_limit(c);
     unsigned char b = 0;
     int r;
+    while (c->pos < lim && is_vchar(byte_at(c->buf, c->pos)) && c->buf[c->pos] != '#') c->pos++;
     while ((r = peek(c, &b)) == P_OK && is_vchar(b) && b != '#') c->pos++;
     if (r != P_OK) return r;
     if (b != ' ' || c->pos == start) return unexpected(c, E(BAD_TARGET));
@@ -479,9 +486,10 @@ static int parse_status_line(cursor *c, ferry__http_msg *m) {
 
 /* field-line = field-name ":" OWS field-value OWS CRLF */
 static int parse_field(cursor *c, ferry_http_header *h) {
-    size_t start = c->pos;
+    size_t start = c->pos, lim = scan_limit(c);
     unsigned char b = 0;
     int r;
+    while (c->pos < lim && is_tchar(byte_at(c->buf, c->pos))) c->pos++;
     while ((r = peek(c, &b)) == P_OK && is_tchar(b)) c->pos++;
     if (r != P_OK) return r;
     if (b != ':' || c->pos == start) {
@@ -496,6 +504,10 @@ static int parse_field(cursor *c, ferry_http_header *h) {
     while ((r = peek(c, &b)) == P_OK && is_ws(b)) c->pos++;
     if (r != P_OK) return r;
     size_t value = c->pos, value_end = c->pos;
+    while (c->pos < lim && is_field_char(byte_at(c->buf, c->pos))) {
+        if (!is_ws(byte_at(c->buf, c->pos))) value_end = c->pos + 1;
+        c->pos++;
+    }
     while ((r = peek(c, &b)) == P_OK && is_field_char(b)) {
         c->pos++;
         if (!is_ws(b)) value_end = c->pos;

@@ -297,7 +297,7 @@ int ferry__http_hop_by_hop(ferry_view name, const ferry__header_list *l) {
     }
     lower[name.len] = '\0';
     for (unsigned i = 0; i < l->count; i++)
-        if (ferry__view_ieq(l->items[i].name, "connection") &&
+        if (l->items[i].name.len == 10 && ferry__view_ieq(l->items[i].name, "connection") &&
             ferry__http_list_has(l->items[i].value, lower))
             return 1;
     return 0;

@@ -1,6 +1,7 @@
 #include "route.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static void tell_policy(ferry__route *rt, ferry_listener *l, ferry_err result) {
     const ferry_direction_ops *d = l->opts.direction;
@@ -9,8 +10,11 @@ static void tell_policy(ferry__route *rt, ferry_listener *l, ferry_err result) {
 
 static void describe_target(ferry__route *rt) {
     const ferry_target *t = &rt->target;
-    if (t->backend) {
-        snprintf(rt->target_text, sizeof rt->target_text, "%s", ferry_backend_address(t->backend));
+    if (t->backend) { /* once per request: a plain copy, not snprintf */
+        const char *a = ferry_backend_address(t->backend);
+        size_t n = strnlen(a, sizeof rt->target_text - 1);
+        memcpy(rt->target_text, a, n);
+        rt->target_text[n] = '\0';
         return;
     }
     int n = snprintf(rt->target_text, sizeof rt->target_text,
