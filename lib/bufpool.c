@@ -73,3 +73,14 @@ void ferry__pipe_put(ferry__bufpool *p, int fds[2]) {
     }
     fds[0] = fds[1] = -1;
 }
+
+void ferry__pipe_drop(ferry__bufpool *p, int fds[2], size_t held) {
+    if (!held) {
+        ferry__pipe_put(p, fds);
+        return;
+    }
+    /* Bytes left inside belong to a stream that ended: the pipe cannot be reused. */
+    close(fds[0]);
+    close(fds[1]);
+    fds[0] = fds[1] = -1;
+}

@@ -29,5 +29,7 @@ void ferry__buf_put(ferry__bufpool *p, void *buf);
 int ferry__pipe_get(ferry__bufpool *p, int fds[2]);
 /* Give back an EMPTY pipe (callers must only return drained pipes). */
 void ferry__pipe_put(ferry__bufpool *p, int fds[2]);
+/* Give back a pipe that may still hold `held` bytes: kept if empty, closed otherwise. */
+void ferry__pipe_drop(ferry__bufpool *p, int fds[2], size_t held);
 
 #endif

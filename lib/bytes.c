@@ -108,9 +108,11 @@ long ferry__bytes_recv_inplace(ferry__bytes *b, int fd) {
     return (long)n;
 }
 
-long ferry__bytes_send(ferry__bytes *b, int fd) {
+long ferry__bytes_send(ferry__bytes *b, int fd) { return ferry__bytes_send_flags(b, fd, 0); }
+
+long ferry__bytes_send_flags(ferry__bytes *b, int fd, int flags) {
     ssize_t n;
-    do n = send(fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL);
+    do n = send(fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL | flags);
     while (n < 0 && errno == EINTR);
     if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
     ferry__bytes_consume(b, (size_t)n);

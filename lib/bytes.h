@@ -49,5 +49,7 @@ long ferry__bytes_recv(ferry__bytes *b, ferry__bytes_pool *a, int fd, size_t max
 long ferry__bytes_recv_inplace(ferry__bytes *b, int fd);
 /* send() pending bytes: returns bytes sent, -1 EAGAIN, -2 error (errno set). */
 long ferry__bytes_send(ferry__bytes *b, int fd);
+/* The same with extra send() flags (MSG_MORE when more bytes follow at once). */
+long ferry__bytes_send_flags(ferry__bytes *b, int fd, int flags);
 
 #endif

@@ -12,12 +12,17 @@
 #include "acl.h"
 #include "http_forward.h"
 #include "http_int.h"
+#include "relay.h"
 #include "rewrite.h"
 #include "route.h"
 
 /* Client reads are heads and request bodies; upstream reads are mostly response bodies,
- * read in larger pieces to save system calls. Both fit the worker's 128 KiB blocks. */
-enum { HIGH_WATER = 65536, READ_CHUNK = 16384, UPSTREAM_READ = 65536, DRAIN_IDLE_GRACE_MS = 1000 };
+ * read in larger pieces to save system calls. Both fit the worker's 128 KiB blocks.
+ * A response whose body may be spliced is read HEAD_READ bytes at first, so that most of
+ * a large body is still in the socket for splice(2); bodies with less than SPLICE_MIN
+ * bytes left after that are cheaper to copy than to splice (two more system calls). */
+enum { HIGH_WATER = 65536, READ_CHUNK = 16384, UPSTREAM_READ = 65536, HEAD_READ = 4096,
+       SPLICE_MIN = 16384, DRAIN_IDLE_GRACE_MS = 1000 };
 
 enum client_state {
     CS_HEAD,     /* waiting for (more of) a request head; also keep-alive idle */
@@ -49,6 +54,9 @@ struct ferry__http_conn {
     uint8_t req_done, resp_head_done, resp_chunked_out, resp_done, close_after;
     uint8_t client_eof;     /* the client shut its sending side */
     uint8_t req_filter, resp_filter; /* bodies go through on_body */
+    uint8_t resp_splice;    /* the rest of the response body goes upstream -> pipe -> client */
+    uint8_t pipe_full;      /* splicing in found the pipe without a free slot: wait for the
+                             * client to take some before reading again */
     uint8_t buffered;       /* the whole request body is in the client buffer */
     uint8_t pump_unbounded; /* move a buffered body upstream in one go */
     uint8_t head_saw_lf;    /* the head being received has a complete line already */
@@ -65,6 +73,8 @@ struct ferry__http_conn {
     ferry__route *rt;             /* from the request head to the response head */
     ferry__sockaddr upstream_addr; /* the address in use, for a retry */
     ferry__relay *tunnel;
+    int pipe[2];              /* while resp_splice: from the worker's pool */
+    size_t in_pipe;           /* response bytes in it, not yet sent to the client */
     ferry_txn_ticket *ticket; /* while paused */
     size_t head_len;
     uint64_t req_left, resp_left, req_bytes, resp_bytes, bytes_in;
@@ -152,12 +162,14 @@ static void update_interest(ferry__http_conn *c) {
     if (c->state == CS_EXCHANGE && !c->req_done && u && ferry__bytes_pending(&u->out) >= HIGH_WATER)
         room = 0; /* backpressure on the request body */
     if (room && !c->client_eof && c->state != CS_CLOSING) cm |= FERRY__READABLE;
-    if (out_pending(c)) cm |= FERRY__WRITABLE;
+    if (out_pending(c) || c->in_pipe) cm |= FERRY__WRITABLE;
     if (u && u->handshake) {
         um = u->handshake_want == FERRY__TUNNEL_READ ? FERRY__READABLE : FERRY__WRITABLE;
     } else if (u) {
         if (u->connecting || ferry__bytes_pending(&u->out)) um |= FERRY__WRITABLE;
-        if (c->state == CS_EXCHANGE && !c->resp_done && out_pending(c) < HIGH_WATER)
+        if (c->state == CS_EXCHANGE && !c->resp_done &&
+            (c->resp_splice ? c->resp_left && !c->pipe_full && !ferry__bytes_pending(&u->in)
+                            : out_pending(c) < HIGH_WATER))
             um |= FERRY__READABLE;
     }
     ferry__loop_watch(loop_of(c), c->fd, cm, client_io, c);
@@ -254,6 +266,7 @@ static void conn_free(ferry__http_conn *c) {
         ferry__free(a, c->tunnel);
     }
     if (c->up) ferry__http_upstream_free(w, c->up);
+    if (c->pipe[0] >= 0) ferry__pipe_drop(&w->pool, c->pipe, c->in_pipe);
     ferry__loop_unwatch(w->loop, c->fd);
     close(c->fd);
     end_txn_state(c);
@@ -362,6 +375,10 @@ static void finish_txn(ferry__http_conn *c) {
 }
 
 static int pump_response(ferry__http_conn *c, int upstream_eof);
+#ifdef __linux__
+static int splice_response(ferry__http_conn *c, int readable);
+#endif
+static void start_splice(ferry__http_conn *c);
 static int pump_request_body(ferry__http_conn *c);
 static int body_error_status(const ferry__http_conn *c, int r);
 static ferry_err body_error(int r);
@@ -396,13 +413,21 @@ static void drive(ferry__http_conn *c) {
             if (ferry__bytes_pending(&c->in) != before) progress = 1;
         }
         if (out_pending(c)) {
-            long n = ferry__bytes_send(&c->out, c->fd);
+            /* Spliced body bytes follow at once: one packet for the head and them. */
+            long n = ferry__bytes_send_flags(&c->out, c->fd, c->in_pipe ? MSG_MORE : 0);
             if (n == -2) {
                 conn_close(c, "error", ferry__err_from_errno(errno));
                 return;
             }
             if (n > 0) progress = 1;
         }
+#ifdef __linux__
+        if (c->resp_splice && c->in_pipe && !out_pending(c)) {
+            int r = splice_response(c, 0);
+            if (r < 0) return;
+            progress |= r;
+        }
+#endif
         if (u && c->state == CS_EXCHANGE && c->resp_head_done && ferry__bytes_pending(&u->in) &&
             out_pending(c) < HIGH_WATER) {
             if (pump_response(c, 0) < 0) return; /* finished or closed: c was handed on */
@@ -1140,6 +1165,93 @@ static void send_request(ferry__http_conn *c) {
     drive(c);
 }
 
+/* May the response body be spliced? Only one that passes through untouched, with a known
+ * length (so the pipe is never fed past it and a pooled connection stays clean), and with
+ * enough of it left in the socket to be worth the extra system calls. The bytes read with
+ * the head go the usual way first. */
+static void start_splice(ferry__http_conn *c) {
+#ifdef __linux__
+    if (!opts_of(c)->splice || c->resp_filter || c->resp_body != FERRY__BODY_LENGTH ||
+        c->resp_left < ferry__bytes_pending(&c->up->in) + SPLICE_MIN)
+        return;
+    if (ferry__pipe_get(&c->base.worker->pool, c->pipe) < 0) return; /* no pipe: copy instead */
+    c->resp_splice = 1;
+    c->pipe_full = 0;
+#else
+    (void)c;
+#endif
+}
+
+#ifdef __linux__
+/* The spliced part of a response body: upstream socket -> pipe, never more than the body's
+ * remaining length; pipe -> client once everything queued before it has been sent.
+ * `readable`: the upstream socket is worth reading now. Returns 1 when bytes moved, 0 when
+ * none did, -1 when c was finished or closed (the caller must not touch it). */
+static int splice_response(ferry__http_conn *c, int readable) {
+    /* Body bytes read with the head are still buffered: they go first (pump_response),
+     * and resp_left counts them, so nothing is read into the pipe before they are out. */
+    if (ferry__bytes_pending(&c->up->in)) return 0;
+    size_t cap = c->base.worker->pool.pipe_size;
+    int moved = 0;
+    for (int round = 0; round < 8; round++) {
+        int progress = 0;
+        if (readable && c->resp_left && !c->pipe_full && c->in_pipe < cap) {
+            size_t want = cap - c->in_pipe;
+            if (want > c->resp_left) want = (size_t)c->resp_left;
+            long n = ferry__splice_in(c->up->fd, c->pipe[1], want);
+            if (n == 0) { /* truncated: close so the client sees it */
+                conn_close(c, "error", FERRY_ECLOSED);
+                return -1;
+            }
+            if (n == -2 && (errno == EINVAL || errno == ENOSYS) && !c->in_pipe && !moved) {
+                /* These sockets cannot splice: the body is copied after all. */
+                ferry__pipe_put(&c->base.worker->pool, c->pipe);
+                c->resp_splice = 0;
+                return 0;
+            }
+            if (n == -2) {
+                conn_close(c, "error", ferry__err_from_errno(errno));
+                return -1;
+            }
+            if (n == -1) {
+                /* An empty socket, or a pipe without a free slot (slots, not bytes, can run
+                 * out first): with bytes in the pipe, wait for the client to take some. */
+                c->pipe_full = c->in_pipe != 0;
+                readable = 0;
+            } else {
+                c->in_pipe += (size_t)n;
+                c->resp_left -= (uint64_t)n;
+                readable = (size_t)n == want; /* less: the socket is empty for now */
+                progress = 1;
+            }
+        }
+        if (c->in_pipe && !out_pending(c)) {
+            long n = ferry__splice_out(c->pipe[0], c->fd, c->in_pipe);
+            if (n == -2) {
+                conn_close(c, "error", ferry__err_from_errno(errno));
+                return -1;
+            }
+            if (n > 0) {
+                c->in_pipe -= (size_t)n;
+                c->resp_bytes += (uint64_t)n;
+                if (c->pipe_full) readable = 1;
+                c->pipe_full = 0;
+                progress = 1;
+            }
+        }
+        if (!progress) break;
+        moved = 1;
+    }
+    if (moved) arm(c, opts_of(c)->body_timeout_ms);
+    if (c->resp_left || c->in_pipe) return moved;
+    ferry__pipe_put(&c->base.worker->pool, c->pipe);
+    c->resp_splice = 0;
+    c->resp_done = 1;
+    finish_txn(c);
+    return -1;
+}
+#endif
+
 /* Move response bytes from upstream to the client; returns -1 when the connection was
  * closed here (the caller must not touch c). */
 static int pump_response(ferry__http_conn *c, int upstream_eof) {
@@ -1277,6 +1389,8 @@ static int pump_response(ferry__http_conn *c, int upstream_eof) {
         /* "Content-Length: 0" is as complete as no body at all. */
         if (c->resp_body == FERRY__BODY_NONE || (c->resp_body == FERRY__BODY_LENGTH && !c->resp_left))
             c->resp_done = 1;
+        else
+            start_splice(c);
         arm(c, opts_of(c)->body_timeout_ms);
     }
     while (!c->resp_done && ferry__bytes_pending(&u->in) && out_pending(c) < HIGH_WATER) {
@@ -1508,6 +1622,15 @@ static void client_io(ferry__loop *loop, int fd, void *ud, int mask) {
     drive(c);
 }
 
+/* A response head is read in a small piece when its body might be spliced (see HEAD_READ);
+ * anything else in large ones. */
+static size_t head_read_size(const ferry__http_conn *c) {
+    if (c->resp_head_done || ferry__bytes_pending(&c->up->in) || !opts_of(c)->splice ||
+        c->txn.sub_rules || (hooks_of(c) && hooks_of(c)->on_body))
+        return UPSTREAM_READ;
+    return HEAD_READ;
+}
+
 static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask) {
     (void)loop;
     ferry__http_conn *c = ud;
@@ -1531,8 +1654,15 @@ static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask) {
         if (!ferry__bytes_pending(&u->out)) start_tunnel(c);
         return;
     }
+#ifdef __linux__
+    if ((mask & FERRY__READABLE) && c->state == CS_EXCHANGE && c->resp_splice) {
+        if (splice_response(c, 1) < 0) return;
+        mask &= ~FERRY__READABLE;
+    }
+#endif
     if ((mask & FERRY__READABLE) && c->state == CS_EXCHANGE && !c->resp_done) {
-        long n = ferry__bytes_recv(&u->in, bytes_of(c), u->fd, UPSTREAM_READ);
+        size_t max = head_read_size(c);
+        long n = ferry__bytes_recv(&u->in, bytes_of(c), u->fd, max);
         if (n == -2 && !c->resp_head_done && !ferry__bytes_pending(&u->in)) n = 0;
         if (n == -2) {
             conn_close(c, "error", ferry__err_from_errno(errno));
@@ -1541,6 +1671,10 @@ static void upstream_io(ferry__loop *loop, int fd, void *ud, int mask) {
         if (n >= 0) {
             if (pump_response(c, n == 0) < 0) return;
             if (c->resp_head_done) arm(c, opts_of(c)->body_timeout_ms);
+#ifdef __linux__
+            /* A full read leaves more in the socket: splice it now, not one wakeup later. */
+            if (c->resp_splice && (size_t)n == max && splice_response(c, 1) < 0) return;
+#endif
         }
     }
     if ((mask & FERRY__WRITABLE) && c->state == CS_EXCHANGE && !c->req_done) arm_exchange(c);
@@ -1607,6 +1741,7 @@ void ferry__http_accept(ferry__worker *w, ferry_listener *l, int fd, const ferry
         return;
     }
     c->fd = fd;
+    c->pipe[0] = c->pipe[1] = -1;
     c->first = 1;
     c->base.listener = l;
     c->base.abort = abort_conn;

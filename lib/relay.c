@@ -86,21 +86,34 @@ static ferry_err flush_buffer(ferry__relay_dir *d, size_t *moved) {
 /* ---- splice mode ---- */
 
 #ifdef __linux__
+long ferry__splice_in(int from, int pipe_w, size_t max) {
+    ssize_t n;
+    do n = splice(from, NULL, pipe_w, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return errno == EAGAIN ? -1 : -2;
+    return (long)n;
+}
+
+long ferry__splice_out(int pipe_r, int to, size_t n) {
+    ssize_t w;
+    do w = splice(pipe_r, NULL, to, NULL, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    while (w < 0 && errno == EINTR);
+    if (w < 0) return errno == EAGAIN ? -1 : -2;
+    return (long)w;
+}
+
 static ferry_err fill_pipe(ferry__relay *r, ferry__relay_dir *d, size_t *moved) {
     if (d->pipe[0] < 0 && ferry__pipe_get(r->pool, d->pipe) < 0) {
         r->splice = 0; /* no pipe to be had (fd limit): relay through a buffer instead */
         return fill_buffer(r, d, moved);
     }
-    size_t want = r->high_water - pending(d);
-    ssize_t n;
-    do n = splice(d->from, NULL, d->pipe[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    while (n < 0 && errno == EINTR);
+    long n = ferry__splice_in(d->from, d->pipe[1], r->high_water - pending(d));
     if (n > 0) {
         d->in_pipe += (size_t)n;
         *moved += (size_t)n;
     } else if (n == 0) {
         d->eof = 1;
-    } else if (errno == EAGAIN) {
+    } else if (n == -1) {
         /* Either the socket is empty or the pipe has no free slot (slots, not bytes, can run
          * out first). If the pipe holds bytes, wait for the writer to drain it before reading
          * again: re-reading now could spin. */
@@ -116,15 +129,13 @@ static ferry_err fill_pipe(ferry__relay *r, ferry__relay_dir *d, size_t *moved) 
 }
 
 static ferry_err flush_pipe(ferry__relay_dir *d, size_t *moved) {
-    ssize_t n;
-    do n = splice(d->pipe[0], NULL, d->to, NULL, d->in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    while (n < 0 && errno == EINTR);
+    long n = ferry__splice_out(d->pipe[0], d->to, d->in_pipe);
     if (n > 0) {
         d->in_pipe -= (size_t)n;
         d->bytes += (uint64_t)n;
         d->pipe_full = 0;
         *moved += (size_t)n;
-    } else if (n < 0 && errno != EAGAIN) {
+    } else if (n == -2) {
         return ferry__err_from_errno(errno);
     }
     return FERRY_OK;
@@ -242,15 +253,7 @@ static void drop_dir(ferry__relay *r, ferry__relay_dir *d) {
     if (d->buf) ferry__buf_put(r->pool, d->buf);
     d->buf = NULL;
     d->off = d->len = 0;
-    if (d->pipe[0] >= 0) {
-        if (d->in_pipe) { /* bytes left inside: not reusable */
-            close(d->pipe[0]);
-            close(d->pipe[1]);
-            d->pipe[0] = d->pipe[1] = -1;
-        } else {
-            ferry__pipe_put(r->pool, d->pipe);
-        }
-    }
+    if (d->pipe[0] >= 0) ferry__pipe_drop(r->pool, d->pipe, d->in_pipe);
     d->in_pipe = 0;
 }
 

@@ -61,6 +61,16 @@ ferry_err ferry__relay_start(ferry__relay *r, ferry__loop *loop, ferry__bufpool 
 /* Stop watching, release buffers and pipes; no callback. Safe to call twice. */
 void ferry__relay_stop(ferry__relay *r);
 
+#ifdef __linux__
+/* One non-blocking splice(2) from socket `from` into a pipe's write end (at most `max`
+ * bytes) or from a pipe's read end to socket `to` (at most `n`), for users that move bytes
+ * one way under their own framing (HTTP bodies of known length): bytes moved, 0 at the end
+ * of the stream (in only), -1 EAGAIN (an empty socket, or a pipe with no free slot, or a
+ * full socket), -2 error (errno set). */
+long ferry__splice_in(int from, int pipe_w, size_t max);
+long ferry__splice_out(int pipe_r, int to, size_t n);
+#endif
+
 /* Bytes waiting towards the other side in direction d (0 or 1). For tests and stats. */
 size_t ferry__relay_pending(const ferry__relay *r, int d);
 
