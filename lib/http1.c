@@ -104,18 +104,6 @@ static int is_token(ferry_view v) {
 
 /* ---- public helpers ---- */
 
-/* Called for every field against several names: most calls end at the first byte, so no
- * strlen() up front; `lower` running out early is a length mismatch like any other. */
-int ferry__view_ieq(ferry_view v, const char *lower) {
-    size_t i = 0;
-    for (; i < v.len; i++) {
-        unsigned char b = byte_at(v.ptr, i), l = (unsigned char)lower[i];
-        if (b >= 'A' && b <= 'Z') b = (unsigned char)(b | 0x20);
-        if (b != l || !l) return 0;
-    }
-    return lower[i] == '\0';
-}
-
 /* Walks a comma-separated list; elements come out OWS-trimmed, empty ones included (so
  * callers that must refuse them can). */
 typedef struct list_iter {
@@ -146,6 +134,14 @@ int ferry__http_list_has(ferry_view value, const char *lower_token) {
     while (list_next(&it, &e))
         if (ferry__view_ieq(e, lower_token)) return 1;
     return 0;
+}
+
+int ferry__http_list_within(ferry_view value, const char *lower_a, const char *lower_b) {
+    list_iter it = list_begin(value);
+    ferry_view e;
+    while (list_next(&it, &e))
+        if (e.len && !ferry__view_ieq(e, lower_a) && !ferry__view_ieq(e, lower_b)) return 0;
+    return 1;
 }
 
 int ferry__http_value_ok(ferry_view value) {
@@ -503,16 +499,12 @@ static int parse_field(cursor *c, ferry_http_header *h) {
     c->pos++;
     while ((r = peek(c, &b)) == P_OK && is_ws(b)) c->pos++;
     if (r != P_OK) return r;
-    size_t value = c->pos, value_end = c->pos;
-    while (c->pos < lim && is_field_char(byte_at(c->buf, c->pos))) {
-        if (!is_ws(byte_at(c->buf, c->pos))) value_end = c->pos + 1;
-        c->pos++;
-    }
-    while ((r = peek(c, &b)) == P_OK && is_field_char(b)) {
-        c->pos++;
-        if (!is_ws(b)) value_end = c->pos;
-    }
+    size_t value = c->pos;
+    while (c->pos < lim && is_field_char(byte_at(c->buf, c->pos))) c->pos++;
+    while ((r = peek(c, &b)) == P_OK && is_field_char(b)) c->pos++;
     if (r != P_OK) return r;
+    size_t value_end = c->pos; /* without trailing OWS */
+    while (value_end > value && is_ws(byte_at(c->buf, value_end - 1))) value_end--;
     h->value = make_view(c->buf + value, value_end - value);
     return line_end(c, E(BAD_HEADER_VALUE));
 }

@@ -120,11 +120,25 @@ int ferry__http_parse_response(const char *buf, size_t len, const ferry__http_li
                                ferry_view request_method, ferry__http_msg *msg,
                                ferry__http_error *err);
 
-/* Case-insensitive ASCII comparison of a view with a NUL-terminated lowercase literal. */
-int ferry__view_ieq(ferry_view v, const char *lower);
+/* Case-insensitive ASCII comparison of a view with a NUL-terminated lowercase literal.
+ * Inline: it is asked of every header field against several names, and most calls end at
+ * the first byte (no strlen() up front: `lower` running out early is a mismatch too). */
+static inline int ferry__view_ieq(ferry_view v, const char *lower) {
+    size_t i = 0;
+    for (; lower[i]; i++) {
+        if (i == v.len) return 0;
+        unsigned char b = (unsigned char)v.ptr[i];
+        if (b >= 'A' && b <= 'Z') b = (unsigned char)(b | 0x20);
+        if (b != (unsigned char)lower[i]) return 0;
+    }
+    return i == v.len;
+}
 
 /* Does a comma-separated header value list the token (case-insensitive, OWS-trimmed)? */
 int ferry__http_list_has(ferry_view value, const char *lower_token);
+
+/* Is every (non-empty) element of a comma-separated list one of the two tokens? */
+int ferry__http_list_within(ferry_view value, const char *lower_a, const char *lower_b);
 
 /* A field value is valid if it has no CR, LF, NUL or other CTL except HTAB. Used for
  * values given through the API before they are written out. */

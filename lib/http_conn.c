@@ -270,6 +270,7 @@ static void conn_free(ferry__http_conn *c) {
     ferry__loop_unwatch(w->loop, c->fd);
     close(c->fd);
     end_txn_state(c);
+    ferry__txn_free(&c->txn);
     ferry__bytes_free(&c->in, &w->bytes);
     ferry__bytes_free(&c->out, &w->bytes);
     ferry__free(a, c->fwd);

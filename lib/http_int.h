@@ -105,7 +105,8 @@ int ferry__http_conn_forwarded(const ferry__http_conn *c);
 
 /* http_txn.c */
 void ferry__txn_init(ferry_txn *t, ferry__http_conn *c, const ferry_allocator *a);
-void ferry__txn_reset(ferry_txn *t); /* frees the arena and header lists */
+void ferry__txn_reset(ferry_txn *t); /* for the next transaction; keeps reusable memory */
+void ferry__txn_free(ferry_txn *t);  /* when the connection ends */
 /* Copy the parsed request's header views into the editable list, and the log fields into
  * the arena. FERRY_ENOMEM on failure. */
 ferry_err ferry__txn_take_request(ferry_txn *t);

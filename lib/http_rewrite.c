@@ -11,11 +11,13 @@ typedef ferry__rewrite_status rewrite_fn(const ferry__rewrite_map *, ferry_view,
                                          size_t *);
 
 static rewrite_fn *rewriter_for(ferry_view name) {
-    if (ferry__view_ieq(name, "location") || ferry__view_ieq(name, "content-location"))
-        return ferry__rewrite_location;
-    if (ferry__view_ieq(name, "refresh")) return ferry__rewrite_refresh;
-    if (ferry__view_ieq(name, "set-cookie")) return ferry__rewrite_set_cookie;
-    return NULL;
+    switch (name.len) { /* asked of every response field: the length decides most */
+    case 7: return ferry__view_ieq(name, "refresh") ? ferry__rewrite_refresh : NULL;
+    case 8: return ferry__view_ieq(name, "location") ? ferry__rewrite_location : NULL;
+    case 10: return ferry__view_ieq(name, "set-cookie") ? ferry__rewrite_set_cookie : NULL;
+    case 16: return ferry__view_ieq(name, "content-location") ? ferry__rewrite_location : NULL;
+    default: return NULL;
+    }
 }
 
 /* Rewrite one value into the transaction's arena; FERRY_OK also when it stays as it is. */

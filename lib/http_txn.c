@@ -43,26 +43,51 @@ void ferry__txn_init(ferry_txn *t, ferry__http_conn *c, const ferry_allocator *a
     t->reject_status = 403;
 }
 
+/* Between two transactions of a connection: the header arrays, the header lists and the
+ * first arena block stay for the next one, so that a keep-alive request allocates nothing
+ * in the common case. */
 void ferry__txn_reset(ferry_txn *t) {
+    ferry__arena_block *keep = NULL;
     for (ferry__arena_block *b = t->arena, *n; b; b = n) {
         n = b->next;
-        ferry__free(t->alloc, b);
+        if (n)
+            ferry__free(t->alloc, b);
+        else
+            keep = b; /* the oldest: the default size */
     }
-    ferry__free(t->alloc, t->req_headers.items);
-    ferry__free(t->alloc, t->resp_headers.items);
+    if (keep) keep->used = 0;
+    ferry_http_header *req = t->req.headers, *resp = t->resp.headers;
+    ferry__header_list req_list = {t->req_headers.items, 0, t->req_headers.cap};
+    ferry__header_list resp_list = {t->resp_headers.items, 0, t->resp_headers.cap};
+    ferry__free(t->alloc, t->sub);
+    ferry__txn_init(t, t->conn, t->alloc);
+    t->arena = keep;
+    t->req.headers = req;
+    t->resp.headers = resp;
+    t->req_headers = req_list;
+    t->resp_headers = resp_list;
+}
+
+void ferry__txn_free(ferry_txn *t) {
+    ferry__txn_reset(t);
+    ferry__free(t->alloc, t->arena);
     ferry__free(t->alloc, t->req.headers);
     ferry__free(t->alloc, t->resp.headers);
-    ferry__free(t->alloc, t->sub);
+    ferry__free(t->alloc, t->req_headers.items);
+    ferry__free(t->alloc, t->resp_headers.items);
     ferry__txn_init(t, t->conn, t->alloc);
 }
 
 static ferry_err list_copy(ferry_txn *t, ferry__header_list *l, const ferry__http_msg *m) {
-    unsigned cap = m->nheaders + 8;
-    l->items = ferry__malloc(t->alloc, cap * sizeof *l->items);
-    if (!l->items) return FERRY_ENOMEM;
+    unsigned need = m->nheaders + 8;
+    if (l->cap < need) {
+        ferry__free(t->alloc, l->items);
+        l->items = ferry__malloc(t->alloc, need * sizeof *l->items);
+        l->cap = l->items ? need : 0;
+        if (!l->items) return FERRY_ENOMEM;
+    }
     memcpy(l->items, m->headers, m->nheaders * sizeof *l->items);
     l->count = m->nheaders;
-    l->cap = cap;
     return FERRY_OK;
 }
 
@@ -84,9 +109,7 @@ ferry_err ferry__txn_take_request(ferry_txn *t) {
 }
 
 ferry_err ferry__txn_take_response(ferry_txn *t) {
-    ferry__free(t->alloc, t->resp_headers.items);
-    t->resp_headers = (ferry__header_list){0};
-    return list_copy(t, &t->resp_headers, &t->resp);
+    return list_copy(t, &t->resp_headers, &t->resp); /* after a 1xx: over it */
 }
 
 /* ---- public accessors ---- */
@@ -280,9 +303,23 @@ static int hop_fixed(ferry_view name) {
     }
 }
 
-static int has_connection(const ferry__header_list *l) {
+static int has_field(const ferry__header_list *l, const char *lower) {
     for (unsigned i = 0; i < l->count; i++)
-        if (l->items[i].name.len == 10 && ferry__view_ieq(l->items[i].name, "connection")) return 1;
+        if (ferry__view_ieq(l->items[i].name, lower)) return 1;
+    return 0;
+}
+
+/* Does a Connection field name fields that would otherwise be forwarded? Most only say
+ * keep-alive (hop-by-hop anyway) or close (a field of that name is rare): then each field
+ * needs only the fixed list, not a search of the Connection values. */
+static int connection_names_fields(const ferry__header_list *l) {
+    for (unsigned i = 0; i < l->count; i++) {
+        if (l->items[i].name.len != 10 || !ferry__view_ieq(l->items[i].name, "connection"))
+            continue;
+        ferry_view v = l->items[i].value;
+        if (!ferry__http_list_within(v, "keep-alive", "close")) return 1;
+        if (ferry__http_list_has(v, "close") && has_field(l, "close")) return 1;
+    }
     return 0;
 }
 
@@ -290,16 +327,21 @@ int ferry__http_hop_by_hop(ferry_view name, const ferry__header_list *l) {
     if (hop_fixed(name)) return 1;
     /* Fields named by Connection are hop-by-hop too. */
     char lower[64];
+    int lowered = 0; /* the name, lowercased once a Connection field is found */
     if (name.len >= sizeof lower) return 0;
-    for (size_t i = 0; i < name.len; i++) {
-        char ch = name.ptr[i];
-        lower[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+    for (unsigned i = 0; i < l->count; i++) {
+        if (l->items[i].name.len != 10 || !ferry__view_ieq(l->items[i].name, "connection"))
+            continue;
+        if (!lowered) {
+            for (size_t k = 0; k < name.len; k++) {
+                char ch = name.ptr[k];
+                lower[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+            }
+            lower[name.len] = '\0';
+            lowered = 1;
+        }
+        if (ferry__http_list_has(l->items[i].value, lower)) return 1;
     }
-    lower[name.len] = '\0';
-    for (unsigned i = 0; i < l->count; i++)
-        if (l->items[i].name.len == 10 && ferry__view_ieq(l->items[i].name, "connection") &&
-            ferry__http_list_has(l->items[i].value, lower))
-            return 1;
     return 0;
 }
 
@@ -379,7 +421,7 @@ ferry_err ferry__http_write_request_head(ferry__bytes *out, ferry__bytes_pool *a
                                          int upgrade) {
     const ferry__header_list *l = &t->req_headers;
     int fw = ferry__http_conn_forwarded(t->conn);
-    int conn = has_connection(l);
+    int conn = connection_names_fields(l);
     APPEND(out, a, t->req.method.ptr, t->req.method.len);
     APPEND(out, a, " ", 1);
     ferry_view target = t->upstream_target.len ? t->upstream_target : t->req.target;
@@ -428,7 +470,7 @@ ferry_err ferry__http_write_response_head(ferry__bytes *out, ferry__bytes_pool *
     APPEND(out, a, "\r\n", 2);
     /* HEAD and 304 responses carry the length the full response would have. */
     int keep_length = body == FERRY__BODY_NONE && status >= 200 && status != 204;
-    int conn = has_connection(l);
+    int conn = connection_names_fields(l);
     for (unsigned i = 0; i < l->count; i++) {
         ferry_view n = l->items[i].name;
         if (keep_length && ferry__view_ieq(n, "content-length")) {

@@ -548,6 +548,23 @@ def test_hop_by_hop_request_headers_not_forwarded(backend, proxy):
     assert b"secret-foo" not in raw and b"c2VjcmV0OnBhc3M=" not in raw
 
 
+@pytest.mark.parametrize("connection, named, kept", [
+    ("close", "Close", "X-Other"),                 # a field named like the option
+    ("keep-alive, X-A", "X-A", "X-Other"),
+    ("CLOSE ,, x-a", "X-A", "Keep"),              # case, empty elements
+])
+def test_fields_named_by_connection_are_not_forwarded(backend, proxy, connection, named, kept):
+    p = proxy()
+    r, c = exchange(p.port, request("GET", "/hop", (
+        "Host: a", f"Connection: {connection}", f"{named}: secret-named", f"{kept}: kept")))
+    c.close()
+    assert r.status == 200
+    (req,) = backend.requests
+    assert req.get(named) is None, f"{named} was forwarded: {req.headers}"
+    assert req.get(kept) == "kept"
+    assert b"secret-named" not in backend.all_bytes()
+
+
 # ---- 7. strict parsing: refused with the right status, nothing sent upstream ----
 
 def hdrs(*lines):

@@ -1011,7 +1011,7 @@ START_TEST(transparent_adds_via_and_x_forwarded_for) {
     ck_assert_str_eq(field(&t, "Via", NULL), "1.1 ferry");
     ck_assert_str_eq(field(&t, "X-Forwarded-For", NULL), "192.0.2.10");
     ck_assert_str_eq(field(&t, "User-Agent", NULL), "ua");
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
 
     const char *chained[] = {"Host", "h.test", "Via", "1.0 first", "via", "1.1 second",
                              "X-Forwarded-For", "10.0.0.1, 10.0.0.2", "Forwarded", "for=10.0.0.1",
@@ -1024,7 +1024,7 @@ START_TEST(transparent_adds_via_and_x_forwarded_for) {
     ck_assert_str_eq(field(&t, "X-Forwarded-For", &n), "10.0.0.1, 10.0.0.2, 192.0.2.10");
     ck_assert_uint_eq(n, 1);
     ck_assert(has(&t, "Forwarded"));
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     ferry_forward_free(f);
 }
 END_TEST
@@ -1046,7 +1046,7 @@ START_TEST(anonymous_strips_what_names_the_client) {
     ck_assert(has(&t, "From"));
     ck_assert(has(&t, "Host"));
     ck_assert_uint_eq(ferry_txn_header_count(&t, FERRY_TXN_REQUEST), 4);
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     ferry_forward_free(f);
 }
 END_TEST
@@ -1068,7 +1068,7 @@ START_TEST(strict_keeps_only_the_allow_list) {
                           "Referer"};
     for (int i = 0; i < 6; i++) ck_assert_msg(has(&t, kept[i]), "%s removed", kept[i]);
     ck_assert_uint_eq(ferry_txn_header_count(&t, FERRY_TXN_REQUEST), 6);
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
 
     /* A Referer on the allow-list stays for its own origin only; From never does. */
     ck_assert_int_eq(ferry_forward_set_header_allow(f, " Accept , Referer,From,"), FERRY_OK);
@@ -1092,24 +1092,24 @@ START_TEST(strict_keeps_only_the_allow_list) {
         ck_assert(!has(&t, "From"));
         ck_assert(!has(&t, "Cookie"));
         ck_assert(has(&t, "Host"));
-        ferry__txn_reset(&t);
+        ferry__txn_free(&t);
     }
     const char *no_host[] = {"Referer", "http://h.test/", NULL};
     txn_make(&t, no_host);
     ferry__forward_edit_headers(f, &t, "192.0.2.10");
     ck_assert(!has(&t, "Referer"));
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     const char *ported[] = {"Host", "h.test:8080", "Referer", "http://h.test:8080/a", NULL};
     txn_make(&t, ported);
     ferry__forward_edit_headers(f, &t, "192.0.2.10");
     ck_assert(has(&t, "Referer"));
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
 
     ck_assert_int_eq(ferry_forward_set_header_allow(f, ""), FERRY_OK); /* only the essentials */
     txn_make(&t, fields);
     ferry__forward_edit_headers(f, &t, "192.0.2.10");
     ck_assert_uint_eq(ferry_txn_header_count(&t, FERRY_TXN_REQUEST), 2); /* Host, Content-Length */
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     ferry_forward_free(f);
 }
 END_TEST

@@ -476,7 +476,7 @@ static ferry_backend *pick_txn(ferry_pool *pool, const char *target, const char 
     ferry_session_info info = {0};
     info.txn = &t;
     ferry_backend *b = pick_with(pool, &info);
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     return b;
 }
 

@@ -107,7 +107,7 @@ static const char *route_of(ferry_router *router, const char *method, const char
                             const char *host) {
     ferry_txn t;
     const char *r = route_txn(router, &t, method, target, host);
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     return r;
 }
 
@@ -206,14 +206,14 @@ START_TEST(route_options_reach_the_request) {
     ck_assert_uint_eq(t.n_sub_rules, 2);
     ck_assert_uint_eq(t.sub_icase, 1);
     ck_assert(t.sub_rules[1].pattern.len == 2 && t.sub_rules[1].replacement.len == 0);
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     /* Defaults: the listener's limits, the client's Host, the Domain attribute removed. */
     ck_assert_str_eq(route_txn(r, &t, "GET", "/a.html", "h"), "p /a.html");
     ck_assert_uint_eq(t.connect_timeout_ms, 0);
     ck_assert_uint_eq(t.max_body_bytes, 0);
     ck_assert_uint_eq(t.backend_host, 0);
     ck_assert_uint_eq(t.public_domain.len, 0);
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     ferry_engine_free(e);
     ferry_reverse_config_free(cfg);
 }
@@ -528,16 +528,16 @@ START_TEST(line_syntax) {
     ck_assert_uint_eq(ferry_router_size(r), 5);
     ferry_txn t;
     ck_assert_str_eq(route_txn(r, &t, "GET", "/with%20space", "www.example.com"), "404");
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     ck_assert_str_eq(route_txn(r, &t, "GET", "/with space", "www.example.com"), "web /with space");
     ferry_view v;
     ck_assert_int_eq(ferry_txn_header_get(&t, FERRY_TXN_REQUEST, "x-note", &v), FERRY_OK);
     ck_assert(v.len == 5 && memcmp(v.ptr, "a # b", 5) == 0);
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     ck_assert_str_eq(route_txn(r, &t, "GET", "/quoted/x", "any"), "web /quoted/x");
     ck_assert_int_eq(ferry_txn_header_get(&t, FERRY_TXN_REQUEST, "x-esc", &v), FERRY_OK);
     ck_assert(v.len == 5 && memcmp(v.ptr, "\"q\" \\", 5) == 0);
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     ck_assert_str_eq(route_of(r, "GET", "/a/x", "any"), "web /a/x");
     ck_assert_str_eq(route_of(r, "GET", "/b", "any"), "web /b");
     ck_assert_str_eq(route_of(r, "GET", "/c", "any"), "web /c");

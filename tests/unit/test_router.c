@@ -74,7 +74,7 @@ static int route_of(const char *method, const char *target, const char *host) {
         const char *a = ferry_backend_address(tg.backend);
         result = atoi(strrchr(a, ':') + 1);
     }
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     return result;
 }
 
@@ -147,7 +147,7 @@ START_TEST(path_prefixes_are_rewritten) {
     for (int i = 0; i < 3; i++) {
         ferry_txn t;
         ck_assert_str_eq(rewritten(&o, in[i], &t), want[i]);
-        ferry__txn_reset(&t);
+        ferry__txn_free(&t);
     }
     /* Stripping alone never leaves an empty path. */
     ferry_router_free(router);
@@ -155,11 +155,11 @@ START_TEST(path_prefixes_are_rewritten) {
     o.add_prefix = NULL;
     ferry_txn t;
     ck_assert_str_eq(rewritten(&o, "/api", &t), "/");
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     ck_assert_str_eq(rewritten(&o, "/api?q=1", &t), "/?q=1");
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     ck_assert_str_eq(rewritten(&o, "/api/x", &t), "/x");
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
 }
 END_TEST
 
@@ -185,7 +185,7 @@ START_TEST(headers_and_limits) {
     ck_assert_uint_eq(t.response_timeout_ms, 222);
     ck_assert_uint_eq(t.max_body_bytes, 333);
     ck_assert_uint_eq(t.backend_host, 1);
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
 }
 END_TEST
 

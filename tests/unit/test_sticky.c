@@ -228,7 +228,7 @@ static outcome request_via(const fixture *f, const ferry_direction_ops *d, void 
     for (unsigned a = 0; a <= failovers; a++) {
         memset(&target, 0, sizeof target);
         if (d->pick(dd, &info, a, &state, &target) != FERRY_OK) {
-            ferry__txn_reset(&t);
+            ferry__txn_free(&t);
             return o;
         }
     }
@@ -240,7 +240,7 @@ static outcome request_via(const fixture *f, const ferry_direction_ops *d, void 
         snprintf(o.set, sizeof o.set, "%.*s", (int)v.len, v.ptr);
     o.no_store = ferry_txn_header_get(&t, FERRY_TXN_RESPONSE, "Cache-Control", &v) == FERRY_OK &&
                  v.len == 7 && memcmp(v.ptr, "private", 7) == 0;
-    ferry__txn_reset(&t);
+    ferry__txn_free(&t);
     return o;
 }
 
