@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry.h"
 #include "netutil.h"
 #include "testutil.h"
 
@@ -119,6 +120,27 @@ static inline void backend_stop(http_backend *b) {
     atomic_store(&b->stop, 1);
     pthread_join(b->thread, NULL);
     close(b->fd);
+}
+
+/* A started engine whose one listener relays to one backend with the built-in reverse
+ * policy. lo: the caller's listener options; address, direction and pool are set here. */
+static inline ferry_engine *proxy_to_backend(uint16_t backend_port, ferry_listener_opts lo,
+                                             uint16_t *port) {
+    ferry_engine *engine;
+    ck_assert_int_eq(ferry_engine_new(NULL, &engine), FERRY_OK);
+    ferry_pool *pool;
+    ck_assert_int_eq(ferry_pool_new(engine, "b", &pool), FERRY_OK);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", backend_port);
+    ck_assert_int_eq(ferry_pool_add(pool, addr, 1, NULL), FERRY_OK);
+    lo.address = "127.0.0.1:0";
+    lo.direction = ferry_direction_reverse();
+    lo.direction_data = pool;
+    ferry_listener *l;
+    ck_assert_int_eq(ferry_engine_listen(engine, &lo, &l), FERRY_OK);
+    *port = ferry_listener_port(l);
+    ck_assert_int_eq(ferry_engine_start(engine), FERRY_OK);
+    return engine;
 }
 
 /* Send `req`, read until the peer closes or `want_responses` complete heads+bodies arrived

@@ -96,26 +96,12 @@ typedef struct proxy {
 /* A started engine with one HTTP listener in front of one backend. */
 static ferry_engine *start_http_proxy(uint16_t backend_port, ferry_hooks h, unsigned buffer,
                                       uint16_t *port) {
-    ferry_engine *engine;
-    ck_assert_int_eq(ferry_engine_new(NULL, &engine), FERRY_OK);
-    ferry_pool *pool;
-    ck_assert_int_eq(ferry_pool_new(engine, "b", &pool), FERRY_OK);
-    char addr[32];
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", backend_port);
-    ck_assert_int_eq(ferry_pool_add(pool, addr, 1, NULL), FERRY_OK);
     ferry_listener_opts lo;
     ferry_listener_opts_init(&lo);
-    lo.address = "127.0.0.1:0";
     lo.protocol = FERRY_PROTO_HTTP;
-    lo.direction = ferry_direction_reverse();
-    lo.direction_data = pool;
     lo.hooks = h;
     lo.request_buffer_bytes = buffer;
-    ferry_listener *l;
-    ck_assert_int_eq(ferry_engine_listen(engine, &lo, &l), FERRY_OK);
-    *port = ferry_listener_port(l);
-    ck_assert_int_eq(ferry_engine_start(engine), FERRY_OK);
-    return engine;
+    return proxy_to_backend(backend_port, lo, port);
 }
 
 static void proxy_start(proxy *p, uint16_t backend_port) {

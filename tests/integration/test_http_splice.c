@@ -9,8 +9,7 @@
 #include <time.h>
 
 #include "ferry.h"
-#include "netutil.h"
-#include "testutil.h"
+#include "http_backend.h"
 
 enum { BIG = 300000 }; /* more than a 256 KiB pipe holds */
 
@@ -126,25 +125,11 @@ static void big_stop(big_backend *b) {
 }
 
 static ferry_engine *start_proxy(uint16_t backend_port, int splice, uint16_t *port) {
-    ferry_engine *engine;
-    ck_assert_int_eq(ferry_engine_new(NULL, &engine), FERRY_OK);
-    ferry_pool *pool;
-    ck_assert_int_eq(ferry_pool_new(engine, "b", &pool), FERRY_OK);
-    char addr[32];
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", backend_port);
-    ck_assert_int_eq(ferry_pool_add(pool, addr, 1, NULL), FERRY_OK);
     ferry_listener_opts lo;
     ferry_listener_opts_init(&lo);
-    lo.address = "127.0.0.1:0";
     lo.protocol = FERRY_PROTO_HTTP;
-    lo.direction = ferry_direction_reverse();
-    lo.direction_data = pool;
     lo.splice = splice;
-    ferry_listener *l;
-    ck_assert_int_eq(ferry_engine_listen(engine, &lo, &l), FERRY_OK);
-    *port = ferry_listener_port(l);
-    ck_assert_int_eq(ferry_engine_start(engine), FERRY_OK);
-    return engine;
+    return proxy_to_backend(backend_port, lo, port);
 }
 
 /* Read one response head from fd; returns its Content-Length, or -1 if none came. */

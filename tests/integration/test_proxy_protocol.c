@@ -24,29 +24,15 @@ static const ferry_hook_ops record_hooks = {.on_accept = record_client};
 
 static ferry_engine *start(ferry_protocol proto, uint16_t backend_port, int accept_proxy,
                            const char *trusted, int send_proxy, seen *v, uint16_t *port) {
-    ferry_engine *e;
-    ck_assert_int_eq(ferry_engine_new(NULL, &e), FERRY_OK);
-    ferry_pool *pool;
-    ck_assert_int_eq(ferry_pool_new(e, "b", &pool), FERRY_OK);
-    char addr[32];
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", backend_port);
-    ck_assert_int_eq(ferry_pool_add(pool, addr, 1, NULL), FERRY_OK);
     ferry_listener_opts lo;
     ferry_listener_opts_init(&lo);
-    lo.address = "127.0.0.1:0";
     lo.protocol = proto;
-    lo.direction = ferry_direction_reverse();
-    lo.direction_data = pool;
     lo.hooks = (ferry_hooks){&record_hooks, v};
     lo.accept_proxy = accept_proxy;
     lo.proxy_trusted = trusted;
     lo.send_proxy = send_proxy;
     lo.header_timeout_ms = 2000;
-    ferry_listener *l;
-    ck_assert_int_eq(ferry_engine_listen(e, &lo, &l), FERRY_OK);
-    *port = ferry_listener_port(l);
-    ck_assert_int_eq(ferry_engine_start(e), FERRY_OK);
-    return e;
+    return proxy_to_backend(backend_port, lo, port);
 }
 
 /* A TCP backend that keeps the first bytes of one connection. */
