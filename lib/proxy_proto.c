@@ -194,10 +194,36 @@ int ferry__proxy_decode(const char *buf, size_t len, size_t max_v2, ferry__proxy
     return r;
 }
 
-/* AF_INET or AF_INET6 when src and dst are both of it, else 0. */
-static int ip_pair(const ferry__sockaddr *src, const ferry__sockaddr *dst) {
-    if (!src || !dst || src->sa.sa_family != dst->sa.sa_family) return 0;
-    return src->sa.sa_family == AF_INET || src->sa.sa_family == AF_INET6 ? src->sa.sa_family : 0;
+static int is_ip(const ferry__sockaddr *a) {
+    return a && (a->sa.sa_family == AF_INET || a->sa.sa_family == AF_INET6);
+}
+
+/* `a` as IPv6: an IPv4 address becomes IPv4-mapped (::ffff:a.b.c.d). */
+static void as_ipv6(const ferry__sockaddr *a, ferry__sockaddr *out) {
+    if (a->sa.sa_family == AF_INET6) {
+        *out = *a;
+        return;
+    }
+    memset(out, 0, sizeof *out);
+    out->in6.sin6_family = AF_INET6;
+    out->in6.sin6_port = a->in.sin_port;
+    out->in6.sin6_addr.s6_addr[10] = out->in6.sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&out->in6.sin6_addr.s6_addr[12], &a->in.sin_addr, 4);
+}
+
+/* The family both addresses are sent in: AF_INET or AF_INET6 when they share it; AF_INET6
+ * with the IPv4 one mapped into *src / *dst (pointed at the copies in `room`) when they
+ * differ, as HAProxy does (a client reaching an IPv6 listener through an IPv4 PROXY
+ * header, say); 0 when either is missing or not IP (sent as UNKNOWN). */
+static int ip_pair(const ferry__sockaddr **src, const ferry__sockaddr **dst,
+                   ferry__sockaddr room[2]) {
+    if (!is_ip(*src) || !is_ip(*dst)) return 0;
+    if ((*src)->sa.sa_family == (*dst)->sa.sa_family) return (*src)->sa.sa_family;
+    as_ipv6(*src, &room[0]);
+    as_ipv6(*dst, &room[1]);
+    *src = &room[0];
+    *dst = &room[1];
+    return AF_INET6;
 }
 
 static const void *ip_bytes(const ferry__sockaddr *a) {
@@ -207,7 +233,8 @@ static const void *ip_bytes(const ferry__sockaddr *a) {
 size_t ferry__proxy_encode_v1(const ferry__sockaddr *src, const ferry__sockaddr *dst, char *out,
                               size_t out_size) {
     char line[2 * INET6_ADDRSTRLEN + 32];
-    int family = ip_pair(src, dst), n;
+    ferry__sockaddr room[2];
+    int family = ip_pair(&src, &dst, room), n;
     if (family) {
         char s[INET6_ADDRSTRLEN], d[INET6_ADDRSTRLEN];
         inet_ntop(family, ip_bytes(src), s, sizeof s);
@@ -232,7 +259,8 @@ static void v2_fixed(unsigned command, unsigned family, size_t addr_len, char *o
 
 size_t ferry__proxy_encode_v2(const ferry__sockaddr *src, const ferry__sockaddr *dst, char *out,
                               size_t out_size) {
-    int ip = ip_pair(src, dst);
+    ferry__sockaddr room[2];
+    int ip = ip_pair(&src, &dst, room);
     unsigned family = ip == AF_INET ? FAM_INET : ip == AF_INET6 ? FAM_INET6 : FAM_UNSPEC;
     size_t addr_len = family_len[family], ip_len = ip == AF_INET ? 4 : 16;
     if (out_size < V2_FIXED + addr_len) return 0;

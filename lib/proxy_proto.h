@@ -67,14 +67,15 @@ typedef struct ferry__proxy_header {
  * listener need not buffer 64 KiB. *out is written only when a header is returned. */
 int ferry__proxy_decode(const char *buf, size_t len, size_t max_v2, ferry__proxy_header *out);
 
-/* "PROXY TCP4|TCP6 SRC DST SPORT DPORT\r\n" when src and dst are both IPv4 or both IPv6,
- * else (either NULL, mixed families, not IP) "PROXY UNKNOWN\r\n". Returns the length, 0 if
- * it does not fit in out_size. */
+/* "PROXY TCP4|TCP6 SRC DST SPORT DPORT\r\n" when src and dst are both IPv4 or both IPv6;
+ * TCP6 with the IPv4 one written IPv4-mapped (::ffff:a.b.c.d) when the families differ;
+ * else (either NULL or not IP) "PROXY UNKNOWN\r\n". Returns the length, 0 if it does not
+ * fit in out_size. */
 size_t ferry__proxy_encode_v1(const ferry__sockaddr *src, const ferry__sockaddr *dst, char *out,
                               size_t out_size);
 
-/* v2 PROXY over TCP (STREAM) for the same pairs, else PROXY with AF_UNSPEC and no
- * addresses (v2's UNKNOWN). 28 bytes for IPv4, 52 for IPv6, 16 otherwise; 0 if it does not
+/* v2 PROXY over TCP (STREAM) for the same pairs (mixed ones as IPv6), else PROXY with
+ * AF_UNSPEC and no addresses (v2's UNKNOWN). 28 bytes for IPv4, 52 for IPv6, 16 otherwise; 0 if it does not
  * fit. No TLVs. */
 size_t ferry__proxy_encode_v2(const ferry__sockaddr *src, const ferry__sockaddr *dst, char *out,
                               size_t out_size);

@@ -313,7 +313,12 @@ START_TEST(encode_v1) {
                  "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n");
     ASSERT_BYTES("tcp6", out, ferry__proxy_encode_v1(&s6, &d6, out, sizeof out),
                  "PROXY TCP6 2001:db8::1 2001:db8::2 12345 8443\r\n");
-    ASSERT_BYTES("mixed", out, ferry__proxy_encode_v1(&s4, &d6, out, sizeof out), "PROXY UNKNOWN\r\n");
+    ASSERT_BYTES("mixed", out, ferry__proxy_encode_v1(&s4, &d6, out, sizeof out),
+                 "PROXY TCP6 ::ffff:192.168.0.1 2001:db8::2 56324 8443\r\n");
+    ASSERT_BYTES("mixed the other way", out, ferry__proxy_encode_v1(&s6, &d4, out, sizeof out),
+                 "PROXY TCP6 2001:db8::1 ::ffff:192.168.0.11 12345 443\r\n");
+    ASSERT_BYTES("not ip", out, ferry__proxy_encode_v1(&s4, &unix_addr, out, sizeof out),
+                 "PROXY UNKNOWN\r\n");
     ASSERT_BYTES("null", out, ferry__proxy_encode_v1(NULL, &d4, out, sizeof out), "PROXY UNKNOWN\r\n");
     ASSERT_BYTES("unix", out, ferry__proxy_encode_v1(&unix_addr, &unix_addr, out, sizeof out),
                  "PROXY UNKNOWN\r\n");
@@ -321,8 +326,8 @@ START_TEST(encode_v1) {
     ASSERT_BYTES("longest", out, ferry__proxy_encode_v1(&big, &big, out, 104),
                  "PROXY TCP6 " FFFF " " FFFF " 65535 65535\r\n");
     ck_assert_uint_eq(ferry__proxy_encode_v1(&big, &big, out, 103), 0);
-    ck_assert_uint_eq(ferry__proxy_encode_v1(&s4, &d6, out, 14), 0);
-    ck_assert_uint_eq(ferry__proxy_encode_v1(&s4, &d6, out, 15), 15);
+    ck_assert_uint_eq(ferry__proxy_encode_v1(NULL, &d6, out, 14), 0);
+    ck_assert_uint_eq(ferry__proxy_encode_v1(NULL, &d6, out, 15), 15);
 }
 END_TEST
 
@@ -334,14 +339,20 @@ START_TEST(encode_v2) {
                  SIG "\x21\x11\x00\x0c" V4_BLOCK);
     ASSERT_BYTES("tcp6", out, ferry__proxy_encode_v2(&s6, &d6, out, sizeof out),
                  SIG "\x21\x21\x00\x24" V6_BLOCK);
-    ASSERT_BYTES("mixed", out, ferry__proxy_encode_v2(&s6, &d4, out, sizeof out), SIG "\x21\x00\x00\x00");
+    ASSERT_BYTES("mixed", out, ferry__proxy_encode_v2(&s6, &d4, out, sizeof out),
+                 SIG "\x21\x21\x00\x24"
+                 "\x20\x01\x0d\xb8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01"
+                 "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\xc0\xa8\x00\x0b"
+                 "\x30\x39\x01\xbb");
     ASSERT_BYTES("null", out, ferry__proxy_encode_v2(&s6, NULL, out, sizeof out), SIG "\x21\x00\x00\x00");
     ASSERT_BYTES("local", out, ferry__proxy_encode_v2_local(out, sizeof out), SIG "\x20\x00\x00\x00");
     ck_assert_uint_eq(ferry__proxy_encode_v2(&s4, &d4, out, 27), 0);
     ck_assert_uint_eq(ferry__proxy_encode_v2(&s4, &d4, out, 28), 28);
     ck_assert_uint_eq(ferry__proxy_encode_v2(&s6, &d6, out, 51), 0);
     ck_assert_uint_eq(ferry__proxy_encode_v2(&s6, &d6, out, 52), 52);
-    ck_assert_uint_eq(ferry__proxy_encode_v2(&s4, &d6, out, 15), 0);
+    ck_assert_uint_eq(ferry__proxy_encode_v2(&s4, &d6, out, 51), 0);
+    ck_assert_uint_eq(ferry__proxy_encode_v2(&s4, &d6, out, 52), 52);
+    ck_assert_uint_eq(ferry__proxy_encode_v2(NULL, &d6, out, 15), 0);
     ck_assert_uint_eq(ferry__proxy_encode_v2_local(out, 15), 0);
     ck_assert_uint_eq(ferry__proxy_encode_v2_local(out, 16), 16);
 }
@@ -349,13 +360,15 @@ END_TEST
 
 /* What the encoders write, the decoder reads back, with the payload left after it. */
 START_TEST(round_trips) {
-    static const char *const pairs[][2] = {
-        {"203.0.113.9", "10.1.2.3"}, {"::1", "fe80::1:2"}, {"::ffff:1.2.3.4", FFFF},
-        {"0.0.0.0", "255.255.255.255"}, {"10.0.0.1", "::1"},
+    /* source, destination, and the source as it travels (mixed families: IPv4-mapped) */
+    static const char *const pairs[][3] = {
+        {"203.0.113.9", "10.1.2.3", NULL}, {"::1", "fe80::1:2", NULL},
+        {"::ffff:1.2.3.4", FFFF, NULL}, {"0.0.0.0", "255.255.255.255", NULL},
+        {"10.0.0.1", "::1", "::ffff:10.0.0.1"},
     };
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         ferry__sockaddr src = literal(pairs[i][0], 40000), dst = literal(pairs[i][1], 0);
-        int known = src.sa.sa_family == dst.sa.sa_family;
+        ferry__sockaddr sent = pairs[i][2] ? literal(pairs[i][2], 40000) : src;
         for (int version = 1; version <= 2; version++) {
             char out[FERRY__PROXY_ENCODE_MAX + 4];
             size_t n = version == 1 ? ferry__proxy_encode_v1(&src, &dst, out, FERRY__PROXY_ENCODE_MAX)
@@ -366,16 +379,16 @@ START_TEST(round_trips) {
             ck_assert_int_eq(ferry__proxy_decode(out, n + 4, 0, &h), (int)n);
             ck_assert_uint_eq(h.version, version);
             ck_assert_uint_eq(h.command, FERRY__PROXY_PROXY);
-            ck_assert_uint_eq(h.transport, known ? FERRY__PROXY_STREAM : FERRY__PROXY_UNSPEC);
+            ck_assert_uint_eq(h.transport, FERRY__PROXY_STREAM);
             ck_assert_ptr_null(h.alpn.ptr);
             ck_assert_ptr_null(h.authority.ptr);
             char want[64], got[64];
-            show_addr(&src, want, sizeof want);
+            show_addr(&sent, want, sizeof want);
             show_addr(&h.src, got, sizeof got);
-            ck_assert_str_eq(got, known ? want : "-");
+            ck_assert_str_eq(got, want);
             show_addr(&dst, want, sizeof want);
             show_addr(&h.dst, got, sizeof got);
-            ck_assert_str_eq(got, known ? want : "-");
+            ck_assert_str_eq(got, want);
         }
     }
     char out[16];
