@@ -647,6 +647,18 @@ static ferry_err decide(const ferry_forward *f, const ferry_session_info *s, fer
         if (ferry__cidr_contains(&f->allow_dests[i], dest)) return FERRY_OK;
     for (unsigned i = 0; i < NREFUSED; i++)
         if (ferry__cidr_contains(&f->refused[i], dest)) return reject(reason, refused_ranges[i].reason);
+    /* 64:ff9b::/96 (RFC 6052) reaches the IPv4 address in its last 32 bits through a NAT64
+     * gateway: that address must not be a refused one either (64:ff9b::7f00:1 is
+     * 127.0.0.1). The prefix as a whole carries public addresses too, so it stays open. */
+    static const uint8_t nat64[12] = {0x00, 0x64, 0xff, 0x9b};
+    if (dest->v6 && memcmp(dest->addr, nat64, sizeof nat64) == 0) {
+        ferry__ip v4;
+        ferry__ip_from_bytes(AF_INET, dest->addr + 12, &v4);
+        for (unsigned i = 0; i < NREFUSED; i++)
+            if (ferry__cidr_contains(&f->refused[i], &v4))
+                return reject(reason, "refused destination range: NAT64 form of a refused "
+                                      "IPv4 address");
+    }
     return FERRY_OK;
 }
 

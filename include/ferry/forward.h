@@ -34,7 +34,8 @@
  * ferry_forward_allow_client()); CONNECT only to port 443 (see
  * ferry_forward_set_connect_ports()); destinations in loopback, link-local (including
  * 169.254.169.254), unspecified, multicast, broadcast and reserved (240/4) ranges, and
- * the deprecated IPv4-compatible (::/96) and site-local (fec0::/10) IPv6 ones, refused unless
+ * the deprecated IPv4-compatible (::/96) and site-local (fec0::/10) IPv6 ones, and NAT64
+ * addresses (64:ff9b::/96) embedding a refused IPv4 address, refused unless
  * ferry_forward_allow_dest() lifts a range or the allow rule that matched has a dest
  * condition covering the address. */
 #ifndef FERRY_FORWARD_H

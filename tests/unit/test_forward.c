@@ -460,6 +460,9 @@ START_TEST(refused_destinations_as_literals_and_resolved) {
         {"240.0.0.1", "refused destination range: reserved"},
         {"::127.0.0.1", "refused destination range: IPv4-compatible (deprecated)"},
         {"fec0::1", "refused destination range: site-local (deprecated)"},
+        {"64:ff9b::7f00:1", "refused destination range: NAT64 form of a refused IPv4 address"},
+        {"64:ff9b::a9fe:a9fe", /* 169.254.169.254 */
+         "refused destination range: NAT64 form of a refused IPv4 address"},
     };
     for (size_t i = 0; i < sizeof lits / sizeof *lits; i++) {
         ferry_session_info s = http(lits[i].host, 80);
@@ -474,6 +477,8 @@ START_TEST(refused_destinations_as_literals_and_resolved) {
     ck_assert_ptr_null(admit_address(f, &s, "93.184.216.34"));
     ck_assert_ptr_null(admit_address(f, &s, "10.0.0.1")); /* private ranges are reachable */
     ck_assert_ptr_null(admit_address(f, &s, "2001:db8::1"));
+    ck_assert_ptr_null(admit_address(f, &s, "64:ff9b::5db8:d822")); /* 93.184.216.34 */
+    ck_assert_ptr_nonnull(admit_address(f, &s, "64:ff9b::7f00:1"));
     s = sess("127.0.0.1", FERRY_PROXY_SOCKS5, "127.0.0.1", 443, "", "");
     ck_assert_ptr_nonnull(admit(f, &s));
     ferry_forward_free(f);
