@@ -160,6 +160,11 @@ $(nginx_common "$TMP/nginx-tmp")
             proxy_pass http://origin;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            # What reversed sends upstream by default: the client's Host and X-Forwarded-*.
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$http_host;
             proxy_buffer_size 16k;
             proxy_buffers 8 16k;
             proxy_max_temp_file_size 0;
@@ -191,6 +196,10 @@ frontend fe
     default_backend be
 
 backend be
+    # what reversed sends upstream by default: the client's Host and X-Forwarded-*
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
     server s1 127.0.0.1:$3 maxconn 1000
 EOF
 }
