@@ -1199,7 +1199,7 @@ static int splice_response(ferry__http_conn *c, int readable) {
         if (readable && c->resp_left && !c->pipe_full && c->in_pipe < cap) {
             size_t want = cap - c->in_pipe;
             if (want > c->resp_left) want = (size_t)c->resp_left;
-            long n = ferry__splice_in(c->up->fd, c->pipe[1], want);
+            long n = ferry__splice_move(c->up->fd, c->pipe[1], want);
             if (n == 0) { /* truncated: close so the client sees it */
                 conn_close(c, "error", FERRY_ECLOSED);
                 return -1;
@@ -1227,7 +1227,7 @@ static int splice_response(ferry__http_conn *c, int readable) {
             }
         }
         if (c->in_pipe && !out_pending(c)) {
-            long n = ferry__splice_out(c->pipe[0], c->fd, c->in_pipe);
+            long n = ferry__splice_move(c->pipe[0], c->fd, c->in_pipe);
             if (n == -2) {
                 conn_close(c, "error", ferry__err_from_errno(errno));
                 return -1;

@@ -86,20 +86,12 @@ static ferry_err flush_buffer(ferry__relay_dir *d, size_t *moved) {
 /* ---- splice mode ---- */
 
 #ifdef __linux__
-long ferry__splice_in(int from, int pipe_w, size_t max) {
+long ferry__splice_move(int from, int to, size_t max) {
     ssize_t n;
-    do n = splice(from, NULL, pipe_w, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    do n = splice(from, NULL, to, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     while (n < 0 && errno == EINTR);
     if (n < 0) return errno == EAGAIN ? -1 : -2;
     return (long)n;
-}
-
-long ferry__splice_out(int pipe_r, int to, size_t n) {
-    ssize_t w;
-    do w = splice(pipe_r, NULL, to, NULL, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    while (w < 0 && errno == EINTR);
-    if (w < 0) return errno == EAGAIN ? -1 : -2;
-    return (long)w;
 }
 
 static ferry_err fill_pipe(ferry__relay *r, ferry__relay_dir *d, size_t *moved) {
@@ -107,7 +99,7 @@ static ferry_err fill_pipe(ferry__relay *r, ferry__relay_dir *d, size_t *moved) 
         r->splice = 0; /* no pipe to be had (fd limit): relay through a buffer instead */
         return fill_buffer(r, d, moved);
     }
-    long n = ferry__splice_in(d->from, d->pipe[1], r->high_water - pending(d));
+    long n = ferry__splice_move(d->from, d->pipe[1], r->high_water - pending(d));
     if (n > 0) {
         d->in_pipe += (size_t)n;
         *moved += (size_t)n;
@@ -129,7 +121,7 @@ static ferry_err fill_pipe(ferry__relay *r, ferry__relay_dir *d, size_t *moved) 
 }
 
 static ferry_err flush_pipe(ferry__relay_dir *d, size_t *moved) {
-    long n = ferry__splice_out(d->pipe[0], d->to, d->in_pipe);
+    long n = ferry__splice_move(d->pipe[0], d->to, d->in_pipe);
     if (n > 0) {
         d->in_pipe -= (size_t)n;
         d->bytes += (uint64_t)n;

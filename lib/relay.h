@@ -62,13 +62,12 @@ ferry_err ferry__relay_start(ferry__relay *r, ferry__loop *loop, ferry__bufpool 
 void ferry__relay_stop(ferry__relay *r);
 
 #ifdef __linux__
-/* One non-blocking splice(2) from socket `from` into a pipe's write end (at most `max`
- * bytes) or from a pipe's read end to socket `to` (at most `n`), for users that move bytes
- * one way under their own framing (HTTP bodies of known length): bytes moved, 0 at the end
- * of the stream (in only), -1 EAGAIN (an empty socket, or a pipe with no free slot, or a
- * full socket), -2 error (errno set). */
-long ferry__splice_in(int from, int pipe_w, size_t max);
-long ferry__splice_out(int pipe_r, int to, size_t n);
+/* One non-blocking splice(2) of at most `max` bytes, socket -> pipe's write end or pipe's
+ * read end -> socket, also for users that move bytes one way under their own framing
+ * (HTTP bodies of known length): bytes moved, 0 at the end of the stream (socket -> pipe
+ * only), -1 EAGAIN (an empty socket, a pipe with no free slot, or a full socket), -2 error
+ * (errno set). */
+long ferry__splice_move(int from, int to, size_t max);
 #endif
 
 /* Bytes waiting towards the other side in direction d (0 or 1). For tests and stats. */
