@@ -303,12 +303,6 @@ static int hop_fixed(ferry_view name) {
     }
 }
 
-static int has_field(const ferry__header_list *l, const char *lower) {
-    for (unsigned i = 0; i < l->count; i++)
-        if (ferry__view_ieq(l->items[i].name, lower)) return 1;
-    return 0;
-}
-
 /* Does a Connection field name fields that would otherwise be forwarded? Most only say
  * keep-alive (hop-by-hop anyway) or close (a field of that name is rare): then each field
  * needs only the fixed list, not a search of the Connection values. */
@@ -318,7 +312,7 @@ static int connection_names_fields(const ferry__header_list *l) {
             continue;
         ferry_view v = l->items[i].value;
         if (!ferry__http_list_within(v, "keep-alive", "close")) return 1;
-        if (ferry__http_list_has(v, "close") && has_field(l, "close")) return 1;
+        if (ferry__http_list_has(v, "close") && find(l, "close").ptr) return 1;
     }
     return 0;
 }
