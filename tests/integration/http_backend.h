@@ -30,26 +30,34 @@ typedef struct http_backend {
 
 static inline void *backend_conn(void *arg);
 
+/* What a connection thread of accept_each() gets (malloc'ed; the thread frees it). */
 typedef struct conn_arg {
-    http_backend *b;
+    void *owner;
     int fd;
 } conn_arg;
 
-static inline void *backend_accept(void *arg) {
-    http_backend *b = arg;
-    while (!atomic_load(&b->stop)) {
-        struct pollfd p = {.fd = b->fd, .events = POLLIN};
+/* Until *stop: accept on `fd` and run serve(conn_arg) on a detached thread per connection,
+ * counting them in *connections. */
+static inline void accept_each(int fd, atomic_int *stop, atomic_int *connections,
+                               void *(*serve)(void *), void *owner) {
+    while (!atomic_load(stop)) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 50) <= 0) continue;
-        int c = accept(b->fd, NULL, NULL);
+        int c = accept(fd, NULL, NULL);
         if (c < 0) continue;
-        atomic_fetch_add(&b->connections, 1);
+        atomic_fetch_add(connections, 1);
         conn_arg *ca = malloc(sizeof *ca);
-        ca->b = b;
+        ca->owner = owner;
         ca->fd = c;
         pthread_t t;
-        pthread_create(&t, NULL, backend_conn, ca);
+        pthread_create(&t, NULL, serve, ca);
         pthread_detach(t);
     }
+}
+
+static inline void *backend_accept(void *arg) {
+    http_backend *b = arg;
+    accept_each(b->fd, &b->stop, &b->connections, backend_conn, b);
     return NULL;
 }
 
@@ -69,7 +77,7 @@ static inline int body_incomplete(const char *head, const char *body, size_t hav
 
 static inline void *backend_conn(void *arg) {
     conn_arg *ca = arg;
-    http_backend *b = ca->b;
+    http_backend *b = ca->owner;
     int fd = ca->fd;
     free(ca);
     struct timeval tv = {5, 0};

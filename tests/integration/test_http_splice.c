@@ -32,11 +32,6 @@ typedef struct big_backend {
     int pause_ms;
 } big_backend;
 
-typedef struct big_conn {
-    big_backend *b;
-    int fd;
-} big_conn;
-
 static int send_all(int fd, const void *p, size_t n) {
     const char *c = p;
     while (n) {
@@ -49,8 +44,8 @@ static int send_all(int fd, const void *p, size_t n) {
 }
 
 static void *big_serve(void *arg) {
-    big_conn *bc = arg;
-    big_backend *b = bc->b;
+    conn_arg *bc = arg;
+    big_backend *b = bc->owner;
     int fd = bc->fd;
     free(bc);
     struct timeval tv = {5, 0};
@@ -92,19 +87,7 @@ static void *big_serve(void *arg) {
 
 static void *big_accept(void *arg) {
     big_backend *b = arg;
-    while (!atomic_load(&b->stop)) {
-        struct pollfd p = {.fd = b->fd, .events = POLLIN};
-        if (poll(&p, 1, 50) <= 0) continue;
-        int c = accept(b->fd, NULL, NULL);
-        if (c < 0) continue;
-        atomic_fetch_add(&b->connections, 1);
-        big_conn *bc = malloc(sizeof *bc);
-        bc->b = b;
-        bc->fd = c;
-        pthread_t t;
-        pthread_create(&t, NULL, big_serve, bc);
-        pthread_detach(t);
-    }
+    accept_each(b->fd, &b->stop, &b->connections, big_serve, b);
     return NULL;
 }
 
